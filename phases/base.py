@@ -1,0 +1,65 @@
+"""The phase interface. A phase answers three questions: what is pending, how to apply one step (recording it in
+the same stroke), and what its state is for `status`. The runner owns ordering, locking, timing and logging, so a new
+phase needs no change to the runner.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+from structlog.typing import FilteringBoundLogger
+
+from supervisor.lock import PhaseLock
+from supervisor.settings import Settings
+
+__all__ = ["Outcome", "Phase", "PhaseContext", "Step"]
+
+
+class Outcome(enum.Enum):
+    """How a phase ended."""
+
+    APPLIED = "applied"
+    SKIPPED = "skipped"  # nothing pending; every re-run must land here
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseContext:
+    """What a phase gets from the runner: settings, the connection that holds its lock, the lock, a logger."""
+
+    settings: Settings
+    conn: asyncpg.Connection
+    lock: PhaseLock
+    log: FilteringBoundLogger
+
+
+class Step(Protocol):
+    """**Protocol:** one unit of pending work; `name` is what the logs call it (a file name, say)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class Phase(Protocol):
+    """**Protocol:** one ordered boot step. Must be safe to re-run, and find nothing to do when re-run.
+
+    Raise a `SupervisorError` subclass to stop the boot; anything else is a bug (exit 1).
+    """
+
+    name: str
+    lock_id: int  # objid of the phase's advisory lock (classid is supervisor.lock.CLASSID)
+
+    def preflight(self) -> None:
+        """Offline checks before any connection (read files, parse): bad input fails before the database is touched."""
+
+    async def pending(self, ctx: PhaseContext) -> Sequence[Step]:
+        """Under the lock: re-read what is done, validate it, and return what is left, in order."""
+
+    async def apply(self, ctx: PhaseContext, step: Step) -> dict[str, Any]:
+        """Apply one step and record it; returns extra fields for the step's log line."""
+
+    async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
+        """Read-only state for `status`; takes no lock and writes nothing."""

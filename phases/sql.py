@@ -1,0 +1,260 @@
+"""The two SQL phases: `pre-schema` (db-init/) and `post-schema` (db-init-post/).
+
+One transaction per file, together with its tracking row. A file whose first line is `-- supervisor: no-transaction`
+runs statement by statement in autocommit, with its progress recorded, so a crash part-way is refused next boot
+instead of being silently re-run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from phases.base import PhaseContext
+from supervisor.db import is_connection_loss, lost_connection
+from supervisor.errors import IntegrityRefusal, MigrationFailed
+from supervisor.ledger import APPLIED, FAILED, Ledger, Row
+from supervisor.sqlfile import (
+    SqlFile,
+    Statement,
+    check_collisions,
+    checksum_matches,
+    list_sql_files,
+    location,
+    require_folder,
+    snippet,
+)
+
+__all__ = ["SqlFolders", "SqlPhase"]
+
+
+@dataclass
+class SqlFolders:
+    """Both SQL folders, listed and read once per process and shared by the two SQL phases."""
+
+    pre_dir: Path
+    post_dir: Path
+    _files: dict[str, list[SqlFile]] | None = field(default=None, init=False)
+
+    def files(self) -> dict[str, list[SqlFile]]:
+        """Files per phase name; a missing folder lists as empty here (the phase that needs it refuses)."""
+        if self._files is None:
+            pre, post = list_sql_files(self.pre_dir), list_sql_files(self.post_dir)
+            check_collisions(pre, post)
+            self._files = {"pre-schema": pre, "post-schema": post}
+        return self._files
+
+    def by_name(self) -> dict[str, SqlFile]:
+        """Every file of both folders by basename."""
+        return {f.name: f for files in self.files().values() for f in files}
+
+
+class SqlPhase:
+    """Applies the pending `*.sql` files of one folder in byte-wise lexical order."""
+
+    def __init__(self, name: str, folder: Path, variable: str, folders: SqlFolders, tracking_table: str) -> None:
+        self.name = name
+        self.lock_id = 1 if name == "pre-schema" else 3
+        self.folder = folder
+        self.variable = variable
+        self.folders = folders
+        self.tracking_table = tracking_table
+        self._statements: dict[str, list[Statement]] = {}
+
+    def preflight(self) -> None:
+        """The folder exists, no basename is in both folders, every file is UTF-8."""
+        require_folder(self.folder, self.variable)
+        for f in self.folders.files()[self.name]:
+            _ = f.text
+
+    async def pending(self, ctx: PhaseContext) -> Sequence[SqlFile]:
+        """Validate every applied file of both folders, warn about orphans, parse what is pending."""
+        rows = await Ledger(ctx.conn, self.tracking_table).load()
+        self._validate(rows)
+        self._warn_orphans(rows, ctx)
+        mine = self.folders.files()[self.name]
+        todo = [f for f in mine if f.name not in rows]
+        applied_here = [f.name for f in mine if f.name in rows]
+        for f in todo:
+            if applied_here and f.name < applied_here[-1]:
+                ctx.log.warning("migration.out_of_order", file=str(f.path), after=applied_here[-1])
+        # Parse everything first: a syntax error in the last file stops the phase before the first is applied.
+        self._statements = {f.name: f.statements() for f in todo}
+        return todo
+
+    def _validate(self, rows: dict[str, Row]) -> None:
+        files = self.folders.by_name()
+        changed, half = [], []
+        for name, row in rows.items():
+            f = files.get(name)
+            if f is None:
+                continue
+            if row.status != APPLIED:
+                half.append((f, row))
+            elif not checksum_matches(row.checksum, f):
+                changed.append((f, row))
+        if half:
+            f, row = half[0]
+            raise IntegrityRefusal(_half_applied_message(f, row, self.tracking_table), error_code="HALF_APPLIED")
+        if changed:
+            lines = [f"  {f.path}: applied as {row.checksum}, now {f.checksum}" for f, row in changed]
+            raise IntegrityRefusal(
+                f"{len(changed)} applied file(s) changed since they were applied:\n"
+                + "\n".join(lines)
+                + "\nApplied migrations must not be edited: restore the file and put the change in a new file. If "
+                "the edit is cosmetic and you are sure, accept it with: UPDATE "
+                f"{self.tracking_table} SET checksum = '<new checksum>' WHERE filename = '<file>'. Nothing was "
+                "applied.",
+                error_code="CHECKSUM_MISMATCH",
+            )
+
+    def _warn_orphans(self, rows: dict[str, Row], ctx: PhaseContext) -> None:
+        files = self.folders.by_name()
+        for name, row in rows.items():
+            # Legacy rows have no phase; pre-schema speaks for them so each orphan is reported once.
+            if name not in files and (row.phase or "pre-schema") == self.name:
+                ctx.log.warning(
+                    "migration.orphaned",
+                    file=name,
+                    hint="recorded as applied but no such file; expected during a rolling deploy, else remove the row",
+                )
+
+    async def apply(self, ctx: PhaseContext, step: Any) -> dict[str, Any]:
+        """Run one file and record it; transactional unless the file opts out."""
+        f: SqlFile = step
+        stmts = self._statements.pop(f.name)
+        t0 = time.monotonic()
+        try:
+            if f.no_transaction:
+                await self._apply_no_transaction(ctx, f, stmts, t0)
+            else:
+                async with ctx.conn.transaction():
+                    await ctx.lock.assert_held()
+                    for stmt in stmts:
+                        await self._execute(ctx, f, stmt, "The file's transaction was rolled back: nothing from it "
+                                            "was applied. Fix the file and run again.")
+                    await Ledger(ctx.conn, self.tracking_table).record(f.name, f.checksum, self.name, _ms(t0))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            if is_connection_loss(e):
+                raise lost_connection(e, f"while applying {f.path}") from e
+            raise
+        return {"statements": len(stmts), "transaction": not f.no_transaction}
+
+    async def _apply_no_transaction(self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement], t0: float) -> None:
+        ledger = Ledger(ctx.conn, self.tracking_table)
+        await ctx.lock.assert_held()
+        await ledger.begin_partial(f.name, f.checksum, self.name, len(stmts))
+        for i, stmt in enumerate(stmts):
+            await ctx.lock.assert_held()
+            try:
+                await self._execute(
+                    ctx,
+                    f,
+                    stmt,
+                    f"This is a no-transaction file: statements 1-{i} were committed and recorded, this one and "
+                    f"the rest were not. The next run refuses the file until you resolve it (see below)."
+                    if i
+                    else "It was the file's first statement, so nothing from the file was applied; fix it and run "
+                    "again.",
+                )
+            except MigrationFailed:
+                await (ledger.progress(f.name, i, FAILED) if i else ledger.forget(f.name))
+                raise
+            await ledger.progress(f.name, i + 1)
+        await ledger.progress(f.name, len(stmts), APPLIED, _ms(t0))
+
+    async def _execute(self, ctx: PhaseContext, f: SqlFile, stmt: Statement, outcome: str) -> None:
+        try:
+            await ctx.conn.execute(stmt.sql)
+        except asyncpg.PostgresError as e:
+            if is_connection_loss(e):
+                raise
+            if e.sqlstate == "42P01" and self.name == "pre-schema":
+                outcome += (
+                    " If that table is created by the Directus snapshot, the statement belongs in the post-schema "
+                    "folder (SUPERVISOR_DB_INIT_POST_DIR), which runs after schema-apply."
+                )
+            raise MigrationFailed(_sql_error_message(f, stmt, e, outcome), error_code="SQL_ERROR") from e
+
+    async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
+        """Applied, pending, changed, half-applied and orphaned files of this phase."""
+        rows = await Ledger(conn, self.tracking_table).read() or {}
+        mine = self.folders.files()[self.name]
+        names = self.folders.by_name()
+        return {
+            "phase": self.name,
+            "folder": str(self.folder),
+            "applied": [f.name for f in mine if f.name in rows and rows[f.name].status == APPLIED],
+            "pending": [f.name for f in mine if f.name not in rows],
+            "changed": [
+                f.name
+                for f in mine
+                if f.name in rows and rows[f.name].status == APPLIED and not checksum_matches(rows[f.name].checksum, f)
+            ],
+            "half_applied": [
+                {"file": f.name, "done": rows[f.name].statements_done, "total": rows[f.name].statements_total}
+                for f in mine
+                if f.name in rows and rows[f.name].status != APPLIED
+            ],
+            "orphaned": sorted(n for n, r in rows.items() if n not in names and (r.phase or "pre-schema") == self.name),
+        }
+
+
+def _ms(t0: float) -> int:
+    return round((time.monotonic() - t0) * 1000)
+
+
+_DO_LINE = re.compile(r"PL/pgSQL function inline_code_block line (\d+)")
+_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError) -> int:
+    """Where in the file the error is: Postgres's position in the statement, else the failing line of a DO block,
+    else the statement's start."""
+    position = getattr(e, "position", None)
+    if position:
+        return stmt.offset + int(position) - 1
+    in_do = _DO_LINE.search(getattr(e, "context", None) or "")
+    body = _DOLLAR_QUOTE.search(stmt.sql) if in_do and stmt.sql[:2].upper() == "DO" else None
+    if in_do and body:
+        offset = stmt.offset + body.end()  # line 1 of the block is the line of its opening $$
+        for _ in range(int(in_do.group(1)) - 1):
+            offset = f.text.find("\n", offset) + 1
+        while offset < len(f.text) and f.text[offset] in " \t":
+            offset += 1
+        return offset
+    return stmt.offset
+
+
+def _sql_error_message(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, outcome: str) -> str:
+    offset = _error_offset(f, stmt, e)
+    parts = [
+        f"{f.path}:{location(f.text, offset)}: ERROR {e.sqlstate}: {e.args[0] if e.args else e}",
+        snippet(f.text, offset),
+    ]
+    for label in ("detail", "hint", "context"):
+        value = getattr(e, label, None)
+        if value:
+            parts.append(f"{label.upper()}: {value}")
+    parts.append(outcome)
+    return "\n".join(parts)
+
+
+def _half_applied_message(f: SqlFile, row: Row, table: str) -> str:
+    done, total = row.statements_done or 0, row.statements_total or "?"
+    return (
+        f"{f.path} is half-applied: it is a no-transaction file and only {done} of {total} statements were recorded "
+        f"as committed (status {row.status!r}) before the run that applied it stopped. It is not re-run "
+        "automatically, because its committed statements would run twice. To resolve it:\n"
+        f"  1. Check what statement {done + 1} onwards did in the database (a failed CREATE INDEX CONCURRENTLY "
+        "leaves an INVALID index: SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; drop it).\n"
+        f"  2a. To run the whole file again: DELETE FROM {table} WHERE filename = '{f.name}';\n"
+        f"  2b. If you completed it by hand: UPDATE {table} SET status = 'applied' WHERE filename = '{f.name}';\n"
+        "Nothing else was applied in this run."
+    )

@@ -1,0 +1,214 @@
+"""Connecting to Postgres: wait with bounded retries, classify failures, and own the connection's lifetime.
+
+Only failures that can heal are retried (refused, not yet resolvable, starting up, too many connections). A rejected
+login or a missing database fails at once: waiting will not fix a password.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import anyio
+import asyncpg
+from structlog.typing import FilteringBoundLogger
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential_jitter
+
+from supervisor.errors import DatabaseUnavailable
+from supervisor.settings import DbSettings
+
+__all__ = ["application_name", "connect", "connection", "is_connection_loss", "lost_connection"]
+
+_ATTEMPT_TIMEOUT_S = 10.0
+_CLOSE_TIMEOUT_S = 5.0
+# Server-side keepalives make a backend whose client was `kill -9`ed go away (and drop its advisory locks) within
+# about idle + interval * count seconds instead of the kernel's two hours.
+_SERVER_SETTINGS = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
+_CHECK_INTERVAL = "2s"  # client_connection_check_interval (PG >= 14): notice a dead client mid-statement
+
+
+def application_name() -> str:
+    """`host:pid`, shown in `pg_stat_activity` so a waiting replica can name the lock holder."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:63]
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, ssl.SSLError):
+        return False  # a certificate problem does not heal by waiting
+    return isinstance(
+        exc,
+        OSError  # refused, reset, unix socket not there yet, DNS not yet resolvable (socket.gaierror)
+        | TimeoutError
+        | asyncpg.CannotConnectNowError  # 57P03: starting up / shutting down / in recovery
+        | asyncpg.TooManyConnectionsError  # 53300
+        | asyncpg.PostgresConnectionError,  # 08xxx
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    sqlstate = getattr(exc, "sqlstate", None)
+    text = str(exc) or type(exc).__name__
+    return f"{sqlstate} {text}" if sqlstate else f"{type(exc).__name__}: {text}"
+
+
+def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable:
+    target = f"database {db.database!r} as user {db.user!r} at {db.host}:{db.port}"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return DatabaseUnavailable(
+            f"Postgres has no {target.replace('database ', 'database named ', 1)}: {_describe(exc)}. "
+            "Create it (CREATE DATABASE) or fix DB_DATABASE.",
+            error_code="DB_MISSING",
+        )
+    hint = "Check DB_USER and DB_PASSWORD (or DB_PASSWORD_FILE) and pg_hba.conf."
+    if db.password_from_file and db.password and db.password.endswith(("\n", "\r")):
+        hint = (
+            f"{db.password_from_file} ends in a newline, which is used as part of the password (as Directus does); "
+            "write the file without it: printf %s 'PASSWORD' > FILE."
+        )
+    if isinstance(exc, ssl.SSLError):
+        hint = "Check DB_SSL__* (CA, certificate, key) or the sslmode in DB_CONNECTION_STRING."
+    return DatabaseUnavailable(
+        f"Postgres rejected the connection to {target}: {_describe(exc)}. {hint}", error_code="DB_AUTH_FAILED"
+    )
+
+
+def _ssl_context(db: DbSettings) -> ssl.SSLContext | bool:
+    if not db.ssl_enabled:
+        return False  # node-postgres (Directus) does not use TLS unless DB_SSL* asks for it
+    ctx = ssl.create_default_context(cadata=db.ssl.get("ca") or None)
+    if db.ssl.get("reject_unauthorized", "true").strip().lower() in ("false", "0", "no"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if db.ssl.get("cert"):
+        with _pem_files(db.ssl["cert"], db.ssl.get("key", "")) as (cert, key):
+            ctx.load_cert_chain(cert, key or None, password=db.ssl.get("passphrase") or None)
+    return ctx
+
+
+@contextmanager
+def _pem_files(cert: str, key: str) -> Iterator[tuple[str, str]]:
+    # ssl only loads client certificates from files; Directus takes them inline (or through *_FILE).
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for name, content in (("cert.pem", cert), ("key.pem", key)):
+            path = os.path.join(d, name)
+            if content:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(content)
+            paths.append(path if content else "")
+        yield paths[0], paths[1]
+
+
+async def connect(db: DbSettings, timeout: float = _ATTEMPT_TIMEOUT_S) -> asyncpg.Connection:
+    """One connection attempt, with the session settings the supervisor relies on."""
+    settings = {"application_name": application_name(), **_SERVER_SETTINGS}
+    if db.search_path:
+        settings["search_path"] = ",".join(f'"{p}"' for p in db.search_path)
+    kwargs: dict[str, Any] = {"timeout": timeout, "server_settings": settings, "statement_cache_size": 0}
+    if db.dsn:
+        conn = await asyncpg.connect(db.dsn, **kwargs)
+    else:
+        conn = await asyncpg.connect(
+            host=db.host,
+            port=db.port,
+            user=db.user,
+            password=db.password,
+            database=db.database,
+            ssl=_ssl_context(db),
+            **kwargs,
+        )
+    if conn.get_server_version().major >= 14:
+        await conn.execute(f"SET client_connection_check_interval = '{_CHECK_INTERVAL}'")
+    return conn
+
+
+def _version(conn: asyncpg.Connection) -> str:
+    v = conn.get_server_version()
+    return f"{v.major}.{v.micro}" if v.major >= 10 else f"{v.major}.{v.minor}.{v.micro}"
+
+
+async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBoundLogger) -> asyncpg.Connection:
+    """Connect, retrying what can heal with capped exponential backoff and jitter, within `budget_s` in total."""
+    t0 = time.monotonic()
+    deadline = t0 + budget_s
+
+    def before_sleep(rs: RetryCallState) -> None:
+        exc = rs.outcome.exception() if rs.outcome else None
+        log.info(
+            "db.retrying",
+            target=db.describe(),
+            attempt=rs.attempt_number,
+            sleep_s=round(rs.upcoming_sleep, 2),
+            error=_describe(exc) if exc else None,
+        )
+
+    retrying = AsyncRetrying(
+        stop=stop_before_delay(budget_s),
+        wait=wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.3),
+        retry=retry_if_exception(_transient),
+        before_sleep=before_sleep,
+        sleep=anyio.sleep,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                remaining = max(0.5, min(_ATTEMPT_TIMEOUT_S, deadline - time.monotonic()))
+                conn = await connect(db, remaining)
+    except Exception as exc:
+        if not _transient(exc):
+            raise _rejected(db, exc) from exc
+        raise DatabaseUnavailable(
+            f"Postgres at {db.host}:{db.port} (database {db.database!r}, user {db.user!r}) was not reachable "
+            f"within {budget_s:g}s; last error: {_describe(exc)}. Check DB_HOST and DB_PORT and that Postgres is "
+            "running, or raise SUPERVISOR_WAIT_TIMEOUT.",
+            error_code="DB_UNREACHABLE",
+        ) from exc
+    log.info(
+        "db.connected",
+        target=db.describe(),
+        server_version=_version(conn),
+        duration_ms=round((time.monotonic() - t0) * 1000),
+    )
+    return conn
+
+
+@asynccontextmanager
+async def connection(db: DbSettings, budget_s: float, log: FilteringBoundLogger) -> AsyncIterator[asyncpg.Connection]:
+    """Wait for Postgres and own the connection: closed gracefully even when cancelled, else terminated."""
+    conn = await wait_for_postgres(db, budget_s, log)
+    try:
+        yield conn
+    finally:
+        with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
+            await conn.close()
+        conn.terminate()  # harmless once closed; ends it when close did not finish
+
+
+def is_connection_loss(exc: BaseException) -> bool:
+    """True when `exc` means the session is gone, and with it any advisory lock it held."""
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # "connection is closed"; other interface errors are our bugs
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.AdminShutdownError  # 57P01: pg_terminate_backend or shutdown
+        | asyncpg.exceptions.CrashShutdownError
+        | OSError,
+    )
+
+
+def lost_connection(exc: BaseException, where: str) -> DatabaseUnavailable:
+    """The error for a connection that died mid-phase: the lock went with it, so the phase stops."""
+    return DatabaseUnavailable(
+        f"the database connection was lost {where} ({_describe(exc)}); its advisory lock went with it, so the "
+        "phase stopped. The current file's transaction was rolled back; run again to continue.",
+        error_code="CONNECTION_LOST",
+    )

@@ -1,0 +1,130 @@
+"""The tracking table (`migrations_applied` by default), shared by both SQL phases and keyed by file basename.
+
+Created, or upgraded in place from the legacy `(filename, checksum, applied_at)` table of the old shell runner, under
+a short transaction-level advisory lock: `CREATE TABLE IF NOT EXISTS` alone is not safe against a concurrent creator.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import asyncpg
+
+from supervisor.lock import CLASSID, LEDGER_OBJID
+
+__all__ = ["APPLIED", "FAILED", "RUNNING", "Ledger", "Row", "quote_table"]
+
+APPLIED, RUNNING, FAILED = "applied", "running", "failed"
+
+_COLUMNS = (
+    ("phase", "text"),
+    ("duration_ms", "integer"),
+    ("applied_by", "text"),
+    ("status", f"text NOT NULL DEFAULT '{APPLIED}'"),  # running/failed: a no-transaction file part-way through
+    ("statements_done", "integer"),
+    ("statements_total", "integer"),
+)
+
+
+def quote_table(name: str) -> str:
+    """`schema.table` as quoted identifiers; names fold to lower case as unquoted SQL identifiers do."""
+    return ".".join(f'"{part.lower()}"' for part in name.split("."))
+
+
+def _applied_by() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One tracking row."""
+
+    filename: str
+    checksum: str
+    phase: str | None
+    status: str
+    statements_done: int | None
+    statements_total: int | None
+
+
+class Ledger:
+    """Reads and writes the tracking table on the phase's connection."""
+
+    def __init__(self, conn: asyncpg.Connection, table: str) -> None:
+        self.conn = conn
+        self.name = table
+        self.table = quote_table(table)
+
+    async def read(self) -> dict[str, Row] | None:
+        """Every row by filename, or None when the table (or one of our columns) does not exist yet."""
+        try:
+            records = await self.conn.fetch(
+                f"SELECT filename, checksum, phase, status, statements_done, statements_total FROM {self.table}"
+            )
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.InvalidSchemaNameError):
+            return None
+        return {r["filename"]: Row(*r) for r in records}
+
+    async def load(self) -> dict[str, Row]:
+        """Every row by filename; creates the table, or upgrades the legacy one, first if needed."""
+        rows = await self.read()
+        if rows is not None:
+            return rows
+        await self._create_or_upgrade()
+        return await self.read() or {}
+
+    async def _create_or_upgrade(self) -> None:
+        schema = self.name.split(".")[0] if "." in self.name else None
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
+            if schema:
+                await self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(schema)}")
+            await self.conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {self.table} (
+                    filename text PRIMARY KEY,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            for column, ddl in _COLUMNS:
+                await self.conn.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS {column} {ddl}")
+
+    async def record(self, filename: str, checksum: str, phase: str, duration_ms: int) -> None:
+        """Insert the row of a fully applied file; call inside the file's own transaction."""
+        await self.conn.execute(
+            f"INSERT INTO {self.table} (filename, checksum, phase, duration_ms, applied_by, status) "
+            f"VALUES ($1, $2, $3, $4, $5, '{APPLIED}')",
+            filename,
+            checksum,
+            phase,
+            duration_ms,
+            _applied_by(),
+        )
+
+    async def begin_partial(self, filename: str, checksum: str, phase: str, total: int) -> None:
+        """Mark a no-transaction file as running, before its first statement (autocommit)."""
+        await self.conn.execute(
+            f"INSERT INTO {self.table} (filename, checksum, phase, applied_by, status, statements_done, "
+            f"statements_total) VALUES ($1, $2, $3, $4, '{RUNNING}', 0, $5)",
+            filename,
+            checksum,
+            phase,
+            _applied_by(),
+            total,
+        )
+
+    async def progress(self, filename: str, done: int, status: str = RUNNING, duration_ms: int | None = None) -> None:
+        """Record how many statements of a no-transaction file have committed."""
+        await self.conn.execute(
+            f"UPDATE {self.table} SET statements_done = $2, status = $3, duration_ms = $4, applied_at = now() "
+            "WHERE filename = $1",
+            filename,
+            done,
+            status,
+            duration_ms,
+        )
+
+    async def forget(self, filename: str) -> None:
+        """Delete a row: a no-transaction file that failed on its first statement left nothing behind."""
+        await self.conn.execute(f"DELETE FROM {self.table} WHERE filename = $1", filename)

@@ -1,0 +1,74 @@
+"""The runner: the selected phases in order, each under its own advisory lock, with timing and one log line per
+step. It knows nothing about what a phase does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from structlog.contextvars import bound_contextvars
+from structlog.typing import FilteringBoundLogger
+
+from phases.base import Outcome, Phase, PhaseContext
+from supervisor.db import connection, is_connection_loss, lost_connection
+from supervisor.lock import advisory_lock
+from supervisor.settings import Settings
+
+__all__ = ["collect_status", "run_phases"]
+
+
+def _ms(t0: float) -> int:
+    return round((time.monotonic() - t0) * 1000)
+
+
+def _forward_notices(log: FilteringBoundLogger) -> Any:
+    # RAISE NOTICE from migrations (e.g. "positions: plain table, TimescaleDB not available") reaches the logs.
+    def listener(_conn: asyncpg.Connection, msg: asyncpg.PostgresLogMessage) -> None:
+        log.info("db.notice", severity=getattr(msg, "severity", "NOTICE"), message=msg.message)
+
+    return listener
+
+
+async def run_phases(settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger) -> dict[str, str]:
+    """Run `phases` in order; returns each phase's outcome. Bad input fails in preflight, before any connection."""
+    for phase in phases:
+        phase.preflight()
+    assert settings.db is not None
+    outcomes: dict[str, str] = {}
+    async with connection(settings.db, settings.wait_timeout, log) as conn:
+        conn.add_log_listener(_forward_notices(log))
+        for phase in phases:
+            with bound_contextvars(phase=phase.name):
+                try:
+                    outcomes[phase.name] = (await _run_one(settings, conn, phase, log)).value
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+                    if is_connection_loss(e):
+                        raise lost_connection(e, f"during {phase.name}") from e
+                    raise
+    return outcomes
+
+
+async def _run_one(settings: Settings, conn: asyncpg.Connection, phase: Phase, log: FilteringBoundLogger) -> Outcome:
+    t0 = time.monotonic()
+    async with advisory_lock(conn, phase.name, phase.lock_id, settings.lock_timeout, log) as lock:
+        ctx = PhaseContext(settings=settings, conn=conn, lock=lock, log=log)
+        steps = await phase.pending(ctx)
+        for step in steps:
+            with bound_contextvars(file=step.name):
+                t1 = time.monotonic()
+                extra = await phase.apply(ctx, step)
+                log.info("step.applied", duration_ms=_ms(t1), **extra)
+    outcome = Outcome.APPLIED if steps else Outcome.SKIPPED
+    log.info("phase.finished", outcome=outcome.value, steps=len(steps), duration_ms=_ms(t0))
+    return outcome
+
+
+async def collect_status(settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger) -> dict[str, Any]:
+    """Each phase's read-only report; takes no lock and writes nothing."""
+    assert settings.db is not None
+    async with connection(settings.db, settings.wait_timeout, log) as conn:
+        reports = [await phase.report(conn) for phase in phases]
+    return {"tracking_table": settings.tracking_table, "phases": reports}

@@ -1,0 +1,256 @@
+"""Settings: Directus's own `DB_*` variables (with `*_FILE` secrets) plus the `SUPERVISOR_*` variables.
+
+Everything is parsed once, in `main()`, into frozen values that are passed down explicitly. A bad value raises
+`ConfigError` (exit 2) naming the variable; a secret's value never appears in a message or a repr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from supervisor.errors import ConfigError
+
+__all__ = ["PG_CLIENTS", "DbSettings", "Settings", "parse_bool", "parse_duration"]
+
+PG_CLIENTS = ("pg", "postgres", "postgresql")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_IDENT = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+_TABLE = re.compile(rf"^{_IDENT}(\.{_IDENT})?$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_duration(name: str, raw: str) -> float:
+    """Seconds from `60`, `60s`, `500ms`, `10m` or `1h`; `name` is the variable or flag, for the message."""
+    m = _DURATION.match(raw)
+    if not m:
+        raise ConfigError(f"{name}={raw!r} is not a duration; use seconds like 60, or 500ms, 90s, 10m, 1h")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """`1/true/yes/on` or `0/false/no/off/empty`, case-insensitive."""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use 1/true/yes or 0/false/no")
+
+
+class _Env:
+    """Reads variables the way Directus does, `X_FILE` included, and collects warnings for later logging."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.warnings: list[tuple[str, dict[str, str]]] = []
+
+    def get(self, name: str) -> str | None:
+        file_var = f"{name}_FILE"
+        if file_var not in self.env:
+            return self.env.get(name)
+        if name in self.env:
+            raise ConfigError(f"both {name} and {file_var} are set; set only one of them")
+        path = self.env[file_var]
+        try:
+            # Verbatim, as Directus reads it: we fail exactly when Directus would (directus #24184).
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+            raise ConfigError(f"{file_var}: cannot read {path}: {reason}") from e
+        if content.endswith(("\n", "\r")):
+            self.warnings.append(
+                (
+                    "config.secret_file_trailing_newline",
+                    {
+                        "variable": file_var,
+                        "hint": f"the file ends in a newline, which Directus keeps as part of {name}; "
+                        f"write it with: printf %s 'VALUE' > {path}",
+                    },
+                )
+            )
+        return content
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DbSettings:
+    """How to reach Postgres, read from Directus's own variables."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str | None = field(default=None, repr=False)
+    dsn: str | None = field(default=None, repr=False)  # DB_CONNECTION_STRING: when set, Directus uses it alone
+    ssl: dict[str, str] = field(default_factory=dict, repr=False)  # DB_SSL__* keys, lower-cased
+    ssl_enabled: bool = False
+    search_path: tuple[str, ...] = ()
+    password_from_file: str | None = None  # the *_FILE variable the password came from, for auth hints
+
+    def describe(self) -> str:
+        """`user@host:port/database`, safe to log."""
+        return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def secrets(self) -> list[str]:
+        """Values the log redaction must never let through."""
+        out = [s for s in (self.password, self.dsn) if s]
+        if self.dsn:
+            pw = urlsplit(self.dsn).password
+            if pw:
+                out += [pw, unquote(pw)]
+        out += [v for k, v in self.ssl.items() if k in ("key", "passphrase") and v]
+        return out
+
+    @classmethod
+    def from_env(cls, e: _Env) -> DbSettings:
+        client = e.get("DB_CLIENT")
+        if client is None:
+            raise ConfigError("DB_CLIENT is not set; set DB_CLIENT=pg (the supervisor, like this image, needs Postgres)")
+        if client.strip().lower() not in PG_CLIENTS:
+            raise ConfigError(
+                f"DB_CLIENT={client!r} is not Postgres; the supervisor supports {', '.join(PG_CLIENTS)} "
+                "(note the official image defaults to sqlite3)"
+            )
+        ssl = {k[len("DB_SSL__") :].lower(): e.get(k) or "" for k in _ssl_keys(e.env)}
+        ssl_flag = e.get("DB_SSL")
+        ssl_enabled = bool(ssl) or (ssl_flag is not None and parse_bool("DB_SSL", ssl_flag))
+        search_path = tuple(p.strip() for p in (e.get("DB_SEARCH_PATH") or "").split(",") if p.strip())
+        dsn = e.get("DB_CONNECTION_STRING")
+        if dsn:
+            return cls._from_dsn(dsn, search_path)
+        missing = [v for v in ("DB_HOST", "DB_PORT", "DB_DATABASE", "DB_USER") if e.get(v) is None]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set; Directus needs DB_HOST, DB_PORT, DB_DATABASE and DB_USER "
+                "(or DB_CONNECTION_STRING)"
+            )
+        port_raw = e.get("DB_PORT") or ""
+        if not port_raw.strip().isdigit() or not 0 < int(port_raw) < 65536:
+            raise ConfigError(f"DB_PORT={port_raw!r} is not a TCP port (1-65535)")
+        return cls(
+            host=e.get("DB_HOST") or "",
+            port=int(port_raw),
+            database=e.get("DB_DATABASE") or "",
+            user=e.get("DB_USER") or "",
+            password=e.get("DB_PASSWORD"),
+            ssl=ssl,
+            ssl_enabled=ssl_enabled,
+            search_path=search_path,
+            password_from_file="DB_PASSWORD_FILE" if "DB_PASSWORD_FILE" in e.env else None,
+        )
+
+    @classmethod
+    def _from_dsn(cls, dsn: str, search_path: tuple[str, ...]) -> DbSettings:
+        try:
+            url = urlsplit(dsn)
+            port = url.port or 5432
+        except ValueError as e:
+            raise ConfigError("DB_CONNECTION_STRING is not a valid postgres:// URL") from e
+        if url.scheme not in ("postgres", "postgresql"):
+            raise ConfigError("DB_CONNECTION_STRING must start with postgres:// or postgresql://")
+        return cls(
+            host=url.hostname or "localhost",
+            port=port,
+            database=unquote(url.path.lstrip("/")) or unquote(url.username or ""),
+            user=unquote(url.username or ""),
+            dsn=dsn,
+            search_path=search_path,
+        )
+
+
+def _ssl_keys(env: Mapping[str, str]) -> list[str]:
+    keys = {k.removesuffix("_FILE") for k in env if k.startswith("DB_SSL__")}
+    return sorted(keys)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the supervisor takes from the environment and its flags."""
+
+    db: DbSettings | None
+    db_init_dir: Path = Path("db-init")
+    db_init_post_dir: Path = Path("db-init-post")
+    snapshot: Path = Path("snapshots/schema.yaml")
+    directus_cmd: tuple[str, ...] = ()
+    wait_timeout: float = 60.0
+    lock_timeout: float = 600.0
+    stop_timeout: float = 25.0
+    allow_destructive_schema: bool = False
+    tracking_table: str = "migrations_applied"
+    log_format: str = "auto"
+    force: bool = False
+    warnings: tuple[tuple[str, dict[str, str]], ...] = ()
+
+    def secrets(self) -> list[str]:
+        """Every secret value the logs must redact."""
+        return self.db.secrets() if self.db else []
+
+    def directus_argv(self) -> tuple[str, ...]:
+        """The Directus CLI command: the configured one, else `directus` on PATH, else the image's `node cli.js`."""
+        if self.directus_cmd:
+            return self.directus_cmd
+        return ("directus",) if shutil.which("directus") else ("node", os.path.join(".", "cli.js"))
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str], flags: Mapping[str, str | None] | None = None, *, need_db: bool = True
+    ) -> Settings:
+        """Build settings from `env`; a non-None entry of `flags` (keyed by variable name) wins over the env.
+
+        `need_db=False` (for `run --only start`) skips the `DB_*` variables entirely.
+        """
+        merged = dict(env)
+        merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+        e = _Env(merged)
+        db = DbSettings.from_env(e) if need_db else None
+
+        def get(name: str, default: str) -> str:
+            value = e.get(name)
+            return default if value is None or value == "" else value
+
+        table = get("SUPERVISOR_TRACKING_TABLE", "migrations_applied")
+        if not _TABLE.match(table):
+            raise ConfigError(
+                f"SUPERVISOR_TRACKING_TABLE={table!r} is not a table name; use name or schema.name "
+                "(letters, digits, _ and $, starting with a letter or _)"
+            )
+        log_format = get("SUPERVISOR_LOG_FORMAT", "auto").lower()
+        if log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"SUPERVISOR_LOG_FORMAT={log_format!r} must be auto, json or console")
+        return cls(
+            db=db,
+            db_init_dir=Path(get("SUPERVISOR_DB_INIT_DIR", "db-init")),
+            db_init_post_dir=Path(get("SUPERVISOR_DB_INIT_POST_DIR", "db-init-post")),
+            snapshot=Path(get("SUPERVISOR_SNAPSHOT", "snapshots/schema.yaml")),
+            directus_cmd=_directus_cmd(e.get("SUPERVISOR_DIRECTUS_CMD")),
+            wait_timeout=parse_duration("SUPERVISOR_WAIT_TIMEOUT", get("SUPERVISOR_WAIT_TIMEOUT", "60")),
+            lock_timeout=parse_duration("SUPERVISOR_LOCK_TIMEOUT", get("SUPERVISOR_LOCK_TIMEOUT", "600")),
+            stop_timeout=parse_duration("SUPERVISOR_STOP_TIMEOUT", get("SUPERVISOR_STOP_TIMEOUT", "25")),
+            allow_destructive_schema=parse_bool(
+                "SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", get("SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", "0")
+            ),
+            tracking_table=table,
+            log_format=log_format,
+            force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
+            warnings=tuple(e.warnings),
+        )
+
+
+def _directus_cmd(raw: str | None) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return ()  # resolved by Settings.directus_argv() only when a Directus step needs it
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as e:
+        raise ConfigError(f"SUPERVISOR_DIRECTUS_CMD cannot be split like a shell command line: {e}") from e
+    if not argv:
+        raise ConfigError("SUPERVISOR_DIRECTUS_CMD is empty")
+    return argv
