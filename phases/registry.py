@@ -21,7 +21,9 @@ def build_phases(settings: Settings) -> dict[str, Phase]:
     return {
         "pre-schema": SqlPhase("pre-schema", settings.db_init_dir, "SUPERVISOR_DB_INIT_DIR", folders, table),
         "schema-apply": NotBuiltPhase("schema-apply", 2),
-        "post-schema": SqlPhase("post-schema", settings.db_init_post_dir, "SUPERVISOR_DB_INIT_POST_DIR", folders, table),
+        "post-schema": SqlPhase(
+            "post-schema", settings.db_init_post_dir, "SUPERVISOR_DB_INIT_POST_DIR", folders, table
+        ),
         "bootstrap": NotBuiltPhase("bootstrap", 4),
         "start": NotBuiltPhase("start", 5),
     }
@@ -34,7 +36,9 @@ def select_phases(
     names = list(MIGRATE_PHASES if verb == "migrate" else PHASE_NAMES)
     for flag, value in (("--only", only), ("--from", from_), ("--until", until)):
         if value is not None and value not in names:
-            raise ConfigError(f"{verb} {flag} {value}: not a phase of `{verb}`; choose one of {', '.join(names)}")
+            raise ConfigError(
+                f"{verb} {flag} {value}: not a phase of `{verb}`; choose one of {', '.join(names)}"
+            )
     if only:
         return [only]
     start = names.index(from_) if from_ else 0

@@ -58,7 +58,9 @@ class SqlFolders:
 class SqlPhase:
     """Applies the pending `*.sql` files of one folder in byte-wise lexical order."""
 
-    def __init__(self, name: str, folder: Path, variable: str, folders: SqlFolders, tracking_table: str) -> None:
+    def __init__(
+        self, name: str, folder: Path, variable: str, folders: SqlFolders, tracking_table: str
+    ) -> None:
         self.name = name
         self.lock_id = 1 if name == "pre-schema" else 3
         self.folder = folder
@@ -101,7 +103,9 @@ class SqlPhase:
                 changed.append((f, row))
         if half:
             f, row = half[0]
-            raise IntegrityRefusal(_half_applied_message(f, row, self.tracking_table), error_code="HALF_APPLIED")
+            raise IntegrityRefusal(
+                _half_applied_message(f, row, self.tracking_table), error_code="HALF_APPLIED"
+            )
         if changed:
             lines = [f"  {f.path}: applied as {row.checksum}, now {f.checksum}" for f, row in changed]
             raise IntegrityRefusal(
@@ -137,8 +141,13 @@ class SqlPhase:
                 async with ctx.conn.transaction():
                     await ctx.lock.assert_held()
                     for stmt in stmts:
-                        await self._execute(ctx, f, stmt, "The file's transaction was rolled back: nothing from it "
-                                            "was applied. Fix the file and run again.")
+                        await self._execute(
+                            ctx,
+                            f,
+                            stmt,
+                            "The file's transaction was rolled back: nothing from it "
+                            "was applied. Fix the file and run again.",
+                        )
                     await Ledger(ctx.conn, self.tracking_table).record(f.name, f.checksum, self.name, _ms(t0))
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             if is_connection_loss(e):
@@ -146,7 +155,9 @@ class SqlPhase:
             raise
         return {"statements": len(stmts), "transaction": not f.no_transaction}
 
-    async def _apply_no_transaction(self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement], t0: float) -> None:
+    async def _apply_no_transaction(
+        self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement], t0: float
+    ) -> None:
         ledger = Ledger(ctx.conn, self.tracking_table)
         await ctx.lock.assert_held()
         await ledger.begin_partial(f.name, f.checksum, self.name, len(stmts))
@@ -195,14 +206,18 @@ class SqlPhase:
             "changed": [
                 f.name
                 for f in mine
-                if f.name in rows and rows[f.name].status == APPLIED and not checksum_matches(rows[f.name].checksum, f)
+                if f.name in rows
+                and rows[f.name].status == APPLIED
+                and not checksum_matches(rows[f.name].checksum, f)
             ],
             "half_applied": [
                 {"file": f.name, "done": rows[f.name].statements_done, "total": rows[f.name].statements_total}
                 for f in mine
                 if f.name in rows and rows[f.name].status != APPLIED
             ],
-            "orphaned": sorted(n for n, r in rows.items() if n not in names and (r.phase or "pre-schema") == self.name),
+            "orphaned": sorted(
+                n for n, r in rows.items() if n not in names and (r.phase or "pre-schema") == self.name
+            ),
         }
 
 

@@ -25,19 +25,36 @@ _SETTINGS_FLAGS = (
     ("--db-init-dir", "SUPERVISOR_DB_INIT_DIR", "pre-schema SQL folder (default: db-init)"),
     ("--db-init-post-dir", "SUPERVISOR_DB_INIT_POST_DIR", "post-schema SQL folder (default: db-init-post)"),
     ("--snapshot", "SUPERVISOR_SNAPSHOT", "Directus schema snapshot (default: snapshots/schema.yaml)"),
-    ("--directus-cmd", "SUPERVISOR_DIRECTUS_CMD", "Directus CLI command, split like a shell line "
-     "(default: `directus` on PATH, else `node cli.js`)"),
+    (
+        "--directus-cmd",
+        "SUPERVISOR_DIRECTUS_CMD",
+        "Directus CLI command, split like a shell line (default: `directus` on PATH, else `node cli.js`)",
+    ),
     ("--wait-timeout", "SUPERVISOR_WAIT_TIMEOUT", "total time to wait for Postgres (default: 60s)"),
     ("--lock-timeout", "SUPERVISOR_LOCK_TIMEOUT", "time to wait for a phase lock (default: 600s)"),
-    ("--stop-timeout", "SUPERVISOR_STOP_TIMEOUT", "after forwarding SIGTERM, when to SIGKILL Directus (default: 25s)"),
-    ("--tracking-table", "SUPERVISOR_TRACKING_TABLE", "tracking table, may be schema-qualified "
-     "(default: migrations_applied)"),
-    ("--log-format", "SUPERVISOR_LOG_FORMAT", "auto, json or console (default: auto: json unless stderr is a TTY)"),
+    (
+        "--stop-timeout",
+        "SUPERVISOR_STOP_TIMEOUT",
+        "after forwarding SIGTERM, when to SIGKILL Directus (default: 25s)",
+    ),
+    (
+        "--tracking-table",
+        "SUPERVISOR_TRACKING_TABLE",
+        "tracking table, may be schema-qualified (default: migrations_applied)",
+    ),
+    (
+        "--log-format",
+        "SUPERVISOR_LOG_FORMAT",
+        "auto, json or console (default: auto: json unless stderr is a TTY)",
+    ),
     ("--log-level", "SUPERVISOR_LOG_LEVEL", "debug, info, warning or error (default: info)"),
 )
 _SWITCHES = (
-    ("--allow-destructive-schema", "SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", "let schema-apply drop collections, "
-     "fields or indexes"),
+    (
+        "--allow-destructive-schema",
+        "SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA",
+        "let schema-apply drop collections, fields or indexes",
+    ),
     ("--force", "SUPERVISOR_FORCE", "do not skip schema-apply or bootstrap on a warm boot"),
 )
 _EPILOG = """\
@@ -74,14 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "run the phases, then supervise Directus (the container entrypoint)"),
         ("migrate", "run phases 1-4 then exit (Kubernetes init container, CI dry-runs)"),
     ):
-        p = verbs.add_parser(verb, parents=[common], help=text, description=text, epilog=_EPILOG,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = verbs.add_parser(
+            verb,
+            parents=[common],
+            help=text,
+            description=text,
+            epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sel = p.add_mutually_exclusive_group()
         sel.add_argument("--only", metavar="PHASE", help="run just this phase")
         sel.add_argument("--until", metavar="PHASE", help="stop after this phase")
         if verb == "run":
             sel.add_argument("--from", dest="from_", metavar="PHASE", help="start at this phase")
-            p.add_argument("--exec", action="store_true", help="replace the process with Directus after the phases")
+            p.add_argument(
+                "--exec", action="store_true", help="replace the process with Directus after the phases"
+            )
     for verb, text in (
         ("status", "per phase: applied, pending, changed, half-applied and orphaned files"),
         ("plan", "what `migrate` would do now, changing nothing"),
@@ -131,8 +156,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         _termination_log(e)
         return e.code
     except Exception as e:
-        log.error("supervisor.failed", error=f"{type(e).__name__}: {e}", exit_code=1, error_code="INTERNAL",
-                  hint="this is a bug; rerun with SUPERVISOR_LOG_LEVEL=debug for the traceback and report it")
+        log.error(
+            "supervisor.failed",
+            error=f"{type(e).__name__}: {e}",
+            exit_code=1,
+            error_code="INTERNAL",
+            hint="this is a bug; rerun with SUPERVISOR_LOG_LEVEL=debug for the traceback and report it",
+        )
         log.debug("supervisor.traceback", exc_info=True)
         _termination_log(SupervisorError(f"{type(e).__name__}: {e}"))
         return 1
@@ -214,7 +244,11 @@ def _print_status(report: dict[str, Any], *, as_json: bool) -> None:
         lines.append(f"{p['phase']:<14}" + "".join(f"{len(p[c]):>14}" for c in cols))
         for c in cols[1:]:
             for item in p[c]:
-                name = item["file"] + f" ({item['done']}/{item['total']} statements)" if isinstance(item, dict) else item
+                name = (
+                    item["file"] + f" ({item['done']}/{item['total']} statements)"
+                    if isinstance(item, dict)
+                    else item
+                )
                 details.append(f"  {c:<13} {p['phase']:<12} {name}")
     out = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "") + "\n"
     sys.stdout.write(out)

@@ -18,7 +18,13 @@ from typing import Any
 import anyio
 import asyncpg
 from structlog.typing import FilteringBoundLogger
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
 
 from supervisor.errors import DatabaseUnavailable
 from supervisor.settings import DbSettings
@@ -106,12 +112,13 @@ def _pem_files(cert: str, key: str) -> Iterator[tuple[str, str]]:
         yield paths[0], paths[1]
 
 
-async def connect(db: DbSettings, timeout: float = _ATTEMPT_TIMEOUT_S) -> asyncpg.Connection:
+async def connect(db: DbSettings, timeout: float = _ATTEMPT_TIMEOUT_S) -> asyncpg.Connection:  # noqa: ASYNC109
     """One connection attempt, with the session settings the supervisor relies on."""
     settings = {"application_name": application_name(), **_SERVER_SETTINGS}
     if db.search_path:
         settings["search_path"] = ",".join(f'"{p}"' for p in db.search_path)
     kwargs: dict[str, Any] = {"timeout": timeout, "server_settings": settings, "statement_cache_size": 0}
+    conn: asyncpg.Connection
     if db.dsn:
         conn = await asyncpg.connect(db.dsn, **kwargs)
     else:
@@ -181,7 +188,9 @@ async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBound
 
 
 @asynccontextmanager
-async def connection(db: DbSettings, budget_s: float, log: FilteringBoundLogger) -> AsyncIterator[asyncpg.Connection]:
+async def connection(
+    db: DbSettings, budget_s: float, log: FilteringBoundLogger
+) -> AsyncIterator[asyncpg.Connection]:
     """Wait for Postgres and own the connection: closed gracefully even when cancelled, else terminated."""
     conn = await wait_for_postgres(db, budget_s, log)
     try:

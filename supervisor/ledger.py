@@ -22,7 +22,10 @@ _COLUMNS = (
     ("phase", "text"),
     ("duration_ms", "integer"),
     ("applied_by", "text"),
-    ("status", f"text NOT NULL DEFAULT '{APPLIED}'"),  # running/failed: a no-transaction file part-way through
+    (
+        "status",
+        f"text NOT NULL DEFAULT '{APPLIED}'",
+    ),  # running/failed: a no-transaction file part-way through
     ("statements_done", "integer"),
     ("statements_total", "integer"),
 )
@@ -114,7 +117,9 @@ class Ledger:
             total,
         )
 
-    async def progress(self, filename: str, done: int, status: str = RUNNING, duration_ms: int | None = None) -> None:
+    async def progress(
+        self, filename: str, done: int, status: str = RUNNING, duration_ms: int | None = None
+    ) -> None:
         """Record how many statements of a no-transaction file have committed."""
         await self.conn.execute(
             f"UPDATE {self.table} SET statements_done = $2, status = $3, duration_ms = $4, applied_at = now() "

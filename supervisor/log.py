@@ -17,7 +17,9 @@ from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 __all__ = ["REDACTED", "add_secrets", "configure", "get_logger", "redact", "redact_text"]
 
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"pass(word|wd|phrase)?|secret|token|dsn|connection_string|private_key", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"pass(word|wd|phrase)?|secret|token|dsn|connection_string|private_key", re.IGNORECASE
+)
 _secrets: set[str] = set()
 
 

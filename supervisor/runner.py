@@ -32,7 +32,9 @@ def _forward_notices(log: FilteringBoundLogger) -> Any:
     return listener
 
 
-async def run_phases(settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger) -> dict[str, str]:
+async def run_phases(
+    settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger
+) -> dict[str, str]:
     """Run `phases` in order; returns each phase's outcome. Bad input fails in preflight, before any connection."""
     for phase in phases:
         phase.preflight()
@@ -51,7 +53,9 @@ async def run_phases(settings: Settings, phases: Sequence[Phase], log: Filtering
     return outcomes
 
 
-async def _run_one(settings: Settings, conn: asyncpg.Connection, phase: Phase, log: FilteringBoundLogger) -> Outcome:
+async def _run_one(
+    settings: Settings, conn: asyncpg.Connection, phase: Phase, log: FilteringBoundLogger
+) -> Outcome:
     t0 = time.monotonic()
     async with advisory_lock(conn, phase.name, phase.lock_id, settings.lock_timeout, log) as lock:
         ctx = PhaseContext(settings=settings, conn=conn, lock=lock, log=log)
@@ -66,7 +70,9 @@ async def _run_one(settings: Settings, conn: asyncpg.Connection, phase: Phase, l
     return outcome
 
 
-async def collect_status(settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger) -> dict[str, Any]:
+async def collect_status(
+    settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger
+) -> dict[str, Any]:
     """Each phase's read-only report; takes no lock and writes nothing."""
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:

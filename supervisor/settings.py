@@ -89,7 +89,9 @@ class DbSettings:
     database: str
     user: str
     password: str | None = field(default=None, repr=False)
-    dsn: str | None = field(default=None, repr=False)  # DB_CONNECTION_STRING: when set, Directus uses it alone
+    dsn: str | None = field(
+        default=None, repr=False
+    )  # DB_CONNECTION_STRING: when set, Directus uses it alone
     ssl: dict[str, str] = field(default_factory=dict, repr=False)  # DB_SSL__* keys, lower-cased
     ssl_enabled: bool = False
     search_path: tuple[str, ...] = ()
@@ -113,7 +115,9 @@ class DbSettings:
     def from_env(cls, e: _Env) -> DbSettings:
         client = e.get("DB_CLIENT")
         if client is None:
-            raise ConfigError("DB_CLIENT is not set; set DB_CLIENT=pg (the supervisor, like this image, needs Postgres)")
+            raise ConfigError(
+                "DB_CLIENT is not set; set DB_CLIENT=pg (the supervisor, like this image, needs Postgres)"
+            )
         if client.strip().lower() not in PG_CLIENTS:
             raise ConfigError(
                 f"DB_CLIENT={client!r} is not Postgres; the supervisor supports {', '.join(PG_CLIENTS)} "

@@ -16,8 +16,8 @@ __all__ = [
     "CHECKSUM_PREFIX",
     "SqlFile",
     "Statement",
-    "checksum_matches",
     "check_collisions",
+    "checksum_matches",
     "list_sql_files",
     "location",
     "require_folder",
@@ -56,7 +56,9 @@ class SqlFile:
             text = self.raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             line = self.raw[: e.start].count(b"\n") + 1
-            raise ConfigError(f"{self.path}:{line}: not valid UTF-8 (byte {e.start}); save the file as UTF-8") from e
+            raise ConfigError(
+                f"{self.path}:{line}: not valid UTF-8 (byte {e.start}); save the file as UTF-8"
+            ) from e
         return text.replace("\r\n", "\n").replace("\r", "\n")
 
     @cached_property
@@ -107,7 +109,9 @@ def list_sql_files(folder: Path) -> list[SqlFile]:
     """The folder's `*.sql` files in byte-wise lexical order of their names, read once; none if it is missing."""
     if not folder.is_dir():
         return []
-    paths = sorted((p for p in folder.iterdir() if p.suffix == ".sql" and p.is_file()), key=lambda p: p.name.encode())
+    paths = sorted(
+        (p for p in folder.iterdir() if p.suffix == ".sql" and p.is_file()), key=lambda p: p.name.encode()
+    )
     return [SqlFile(p, p.read_bytes()) for p in paths]
 
 

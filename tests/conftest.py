@@ -66,7 +66,9 @@ def _docker_engine() -> bool:
     if not shutil.which("docker"):
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+        return (
+            subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False).returncode == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -211,13 +213,13 @@ async def start_supervisor(*args: str, env: dict[str, str], cwd: Path) -> asynci
     )  # fmt: skip
 
 
-async def finish(proc: asyncio.subprocess.Process, timeout: float = 60) -> Result:
+async def finish(proc: asyncio.subprocess.Process, timeout: float = 60) -> Result:  # noqa: ASYNC109
     """Wait for a started supervisor and collect what it printed."""
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
 
 
-async def supervise(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> Result:
+async def supervise(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> Result:  # noqa: ASYNC109
     """Run the supervisor to completion."""
     return await finish(await start_supervisor(*args, env=env, cwd=cwd), timeout)

@@ -23,7 +23,9 @@ PASSWORD = "throwaway-pw-42"
 def bindir() -> Path:
     """The newest `/usr/lib/postgresql/N/bin`, else the folder of `initdb` on PATH."""
     root = Path("/usr/lib/postgresql")
-    versions = sorted((p for p in root.glob("*/bin") if (p / "initdb").exists()), key=lambda p: int(p.parent.name))
+    versions = sorted(
+        (p for p in root.glob("*/bin") if (p / "initdb").exists()), key=lambda p: int(p.parent.name)
+    )
     if versions:
         return versions[-1]
     initdb = shutil.which("initdb")
@@ -94,7 +96,9 @@ class LocalCluster:
         """Stop the server at once."""
         if self.root and (self.root / "data" / "postmaster.pid").exists():
             with contextlib.suppress(subprocess.CalledProcessError):
-                self._run(str(bindir() / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
+                self._run(
+                    str(bindir() / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"
+                )
 
     def destroy(self) -> None:
         """Stop and delete everything."""

@@ -9,7 +9,7 @@ import shutil
 
 import asyncpg
 
-from tests.conftest import ROOT, Layout, Database, supervise
+from tests.conftest import ROOT, Database, Layout, supervise
 
 PRE = ("migrate", "--only", "pre-schema")
 POST = ("migrate", "--only", "post-schema")
@@ -19,7 +19,9 @@ async def _rows(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
     return {r["filename"]: r for r in await conn.fetch("SELECT * FROM migrations_applied")}
 
 
-async def test_applies_in_order_once_and_rerun_is_a_noop(db: Database, conn: asyncpg.Connection, layout: Layout):
+async def test_applies_in_order_once_and_rerun_is_a_noop(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
     """Pending files run in byte-wise lexical order, each recorded with checksum, phase, timing and host:pid; a
     second run applies nothing."""
     await conn.execute("CREATE TABLE seen (n serial, name text)")
@@ -31,7 +33,10 @@ async def test_applies_in_order_once_and_rerun_is_a_noop(db: Database, conn: asy
         "10_b.sql", "9_a.sql", "B.sql", "a.sql",
     ]  # fmt: skip
     rows = await _rows(conn)
-    assert rows["a.sql"]["checksum"] == "sha256:" + hashlib.sha256(b"INSERT INTO seen (name) VALUES ('a.sql');").hexdigest()
+    assert (
+        rows["a.sql"]["checksum"]
+        == "sha256:" + hashlib.sha256(b"INSERT INTO seen (name) VALUES ('a.sql');").hexdigest()
+    )
     assert rows["a.sql"]["phase"] == "pre-schema"
     assert rows["a.sql"]["applied_by"].endswith(":" + rows["a.sql"]["applied_by"].rsplit(":", 1)[1])
     assert rows["a.sql"]["duration_ms"] is not None
@@ -62,7 +67,9 @@ async def test_failed_file_is_rolled_back_and_reported_with_location(
     fail = r.failure
     assert fail["error_code"] == "SQL_ERROR" and fail["exit_code"] == 4
     msg = fail["error"]
-    assert msg.startswith("db-init/002_bad.sql:4:1: ERROR 23505: duplicate key value violates unique constraint")
+    assert msg.startswith(
+        "db-init/002_bad.sql:4:1: ERROR 23505: duplicate key value violates unique constraint"
+    )
     assert "DETAIL: Key (id)=(1) already exists." in msg
     assert "  4 | INSERT INTO ok VALUES (1);\n    | ^" in msg
     assert "rolled back" in msg
@@ -79,9 +86,15 @@ async def test_failed_file_is_rolled_back_and_reported_with_location(
 async def test_error_position_points_into_the_statement(db: Database, layout: Layout):
     """Postgres's error position inside a statement becomes the file's line and column, with the hint."""
     layout.add("pre", "001.sql", "SELECT 1;\n\nSELECT *\n  FROM no_such_table;\n")
-    layout.add("pre", "002.sql", "DO $$ BEGIN\n  RAISE EXCEPTION 'boom' USING HINT = 'try again', DETAIL = 'why';\nEND $$;")
+    layout.add(
+        "pre",
+        "002.sql",
+        "DO $$ BEGIN\n  RAISE EXCEPTION 'boom' USING HINT = 'try again', DETAIL = 'why';\nEND $$;",
+    )
     r = await supervise(*PRE, env=db.env(), cwd=layout.root)
-    assert r.failure["error"].startswith('db-init/001.sql:4:8: ERROR 42P01: relation "no_such_table" does not exist')
+    assert r.failure["error"].startswith(
+        'db-init/001.sql:4:8: ERROR 42P01: relation "no_such_table" does not exist'
+    )
     assert "  4 |   FROM no_such_table;\n    |        ^" in r.failure["error"]
     assert "belongs in the post-schema folder" in r.failure["error"]
     (layout.pre / "001.sql").write_text("SELECT 1;")
@@ -91,7 +104,9 @@ async def test_error_position_points_into_the_statement(db: Database, layout: La
     assert "DETAIL: why" in msg and "HINT: try again" in msg
 
 
-async def test_syntax_error_in_a_later_file_applies_nothing(db: Database, conn: asyncpg.Connection, layout: Layout):
+async def test_syntax_error_in_a_later_file_applies_nothing(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
     """Pending files are parsed before the first is applied: a syntax error anywhere stops the phase untouched."""
     layout.add("pre", "001.sql", "CREATE TABLE first (id int);")
     layout.add("pre", "002.sql", "CREATE TABLE second (id int);\nCREAT TABLE oops (id int);")
@@ -102,7 +117,9 @@ async def test_syntax_error_in_a_later_file_applies_nothing(db: Database, conn: 
     assert await conn.fetchval("SELECT to_regclass('first')") is None
 
 
-async def test_no_transaction_file_runs_statement_by_statement(db: Database, conn: asyncpg.Connection, layout: Layout):
+async def test_no_transaction_file_runs_statement_by_statement(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
     """`-- supervisor: no-transaction` files may hold CREATE INDEX CONCURRENTLY among other statements."""
     layout.add("pre", "001.sql", "CREATE TABLE big (id int, v text);")
     layout.add(
@@ -118,10 +135,16 @@ async def test_no_transaction_file_runs_statement_by_statement(db: Database, con
     assert await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = 'big'") == 2
 
 
-async def test_no_transaction_failure_midway_is_refused_next_run(db: Database, conn: asyncpg.Connection, layout: Layout):
+async def test_no_transaction_failure_midway_is_refused_next_run(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
     """A no-transaction file failing after committed statements exits 4 now and 5 (HALF_APPLIED, with
     instructions) on every later run, instead of re-running what was committed."""
-    layout.add("pre", "001.sql", "-- supervisor: no-transaction\nCREATE TABLE t1 (id int);\nSELECT 1/0;\nCREATE TABLE t2 ();")
+    layout.add(
+        "pre",
+        "001.sql",
+        "-- supervisor: no-transaction\nCREATE TABLE t1 (id int);\nSELECT 1/0;\nCREATE TABLE t2 ();",
+    )
     r = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert r.code == 4
     assert "statements 1-1 were committed" in r.failure["error"]
@@ -189,12 +212,18 @@ async def test_legacy_table_is_upgraded_in_place_and_its_checksums_accepted(
     await conn.execute(
         "CREATE TABLE migrations_applied (filename text PRIMARY KEY, checksum text NOT NULL, applied_at timestamp)"
     )
-    await conn.execute("INSERT INTO migrations_applied VALUES ('001_legacy.sql', $1, now())", hashlib.sha256(raw).hexdigest())
+    await conn.execute(
+        "INSERT INTO migrations_applied VALUES ('001_legacy.sql', $1, now())", hashlib.sha256(raw).hexdigest()
+    )
     r = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert r.code == 0, r.stderr
     assert [e["file"] for e in r.events("step.applied")] == ["002_new.sql"]
-    cols = {c["column_name"] for c in await conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'migrations_applied'")}
+    cols = {
+        c["column_name"]
+        for c in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'migrations_applied'"
+        )
+    }
     assert {"phase", "duration_ms", "applied_by", "status", "statements_done", "statements_total"} <= cols
     rows = await _rows(conn)
     assert rows["001_legacy.sql"]["status"] == "applied"
@@ -272,8 +301,12 @@ async def test_shipped_content(db: Database, conn: asyncpg.Connection, tmp_path)
     r = await supervise(*PRE, env=db.env(), cwd=tmp_path)
     assert r.code == 0, r.stderr
     assert any("plain table" in e["message"] for e in r.events("db.notice"))
-    cols = {c["column_name"] for c in await conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'positions'")}
+    cols = {
+        c["column_name"]
+        for c in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'positions'"
+        )
+    }
     assert {"time", "device_id", "latitude", "longitude", "faulty"} <= cols
 
     r = await supervise(*POST, env=db.env(), cwd=tmp_path)
