@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
 
 from phases.base import PhaseContext
@@ -133,27 +134,44 @@ class SqlPhase:
         """Run one file and record it; transactional unless the file opts out."""
         f: SqlFile = step
         stmts = self._statements.pop(f.name)
-        t0 = time.monotonic()
         try:
             if f.no_transaction:
-                await self._apply_no_transaction(ctx, f, stmts, t0)
+                await self._apply_no_transaction(ctx, f, stmts, time.monotonic())
             else:
-                async with ctx.conn.transaction():
-                    await ctx.lock.assert_held()
-                    for stmt in stmts:
-                        await self._execute(
-                            ctx,
-                            f,
-                            stmt,
-                            "The file's transaction was rolled back: nothing from it "
-                            "was applied. Fix the file and run again.",
-                        )
-                    await Ledger(ctx.conn, self.tracking_table).record(f.name, f.checksum, self.name, _ms(t0))
+                await self._apply_in_transaction(ctx, f, stmts)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             if is_connection_loss(e):
                 raise lost_connection(e, f"while applying {f.path}") from e
             raise
         return {"statements": len(stmts), "transaction": not f.no_transaction}
+
+    async def _apply_in_transaction(self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement]) -> None:
+        """One transaction: BEGIN rides with the first statement, the tracking row and COMMIT with the last.
+
+        Each message still carries exactly one statement of the file, so an error is always attributed to its
+        statement (and its position maps back into the file).
+        """
+        ledger = Ledger(ctx.conn, self.tracking_table)
+        tail = ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock)
+        parts = stmts or [Statement("SELECT 1", 0)]  # an empty file is recorded like any other
+        outcome = (
+            "The file's transaction was rolled back: nothing from it was applied. Fix the file and run again."
+        )
+        try:
+            for i, stmt in enumerate(parts):
+                prefix = "BEGIN;\n" if i == 0 else ""
+                suffix = ";\n" + tail if i == len(parts) - 1 else ""
+                try:
+                    await ctx.conn.execute(prefix + stmt.sql + suffix)
+                except asyncpg.PostgresError as e:
+                    if is_connection_loss(e):
+                        raise
+                    if ledger.is_lock_refusal(e):
+                        raise ctx.lock.not_held() from e
+                    raise self._failure(f, stmt, e, outcome, len(prefix), ledger) from e
+        except BaseException:
+            await _rollback(ctx.conn)
+            raise
 
     async def _apply_no_transaction(
         self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement], t0: float
@@ -186,12 +204,30 @@ class SqlPhase:
         except asyncpg.PostgresError as e:
             if is_connection_loss(e):
                 raise
-            if e.sqlstate == "42P01" and self.name == "pre-schema":
-                outcome += (
-                    " If that table is created by the Directus snapshot, the statement belongs in the post-schema "
-                    "folder (SUPERVISOR_DB_INIT_POST_DIR), which runs after schema-apply."
-                )
-            raise MigrationFailed(_sql_error_message(f, stmt, e, outcome), error_code="SQL_ERROR") from e
+            raise self._failure(f, stmt, e, outcome, 0, None) from e
+
+    def _failure(
+        self,
+        f: SqlFile,
+        stmt: Statement,
+        e: asyncpg.PostgresError,
+        outcome: str,
+        shift: int,
+        ledger: Ledger | None,
+    ) -> MigrationFailed:
+        """`MigrationFailed` for an error of `stmt`, sent with `shift` characters of our own SQL in front."""
+        if ledger is not None and ledger.owns(e):
+            return MigrationFailed(
+                f"{f.path}: the file ran, but recording it in {self.tracking_table} failed: ERROR {e.sqlstate}: "
+                f"{e}. {outcome}",
+                error_code="SQL_ERROR",
+            )
+        if e.sqlstate == "42P01" and self.name == "pre-schema":
+            outcome += (
+                " If that table is created by the Directus snapshot, the statement belongs in the post-schema "
+                "folder (SUPERVISOR_DB_INIT_POST_DIR), which runs after schema-apply."
+            )
+        return MigrationFailed(_sql_error_message(f, stmt, e, outcome, shift), error_code="SQL_ERROR")
 
     async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
         """Applied, pending, changed, half-applied and orphaned files of this phase."""
@@ -229,12 +265,23 @@ _DO_LINE = re.compile(r"PL/pgSQL function inline_code_block line (\d+)")
 _DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
-def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError) -> int:
+async def _rollback(conn: asyncpg.Connection) -> None:
+    """End a failed or interrupted transaction; a dead connection has already ended it."""
+    if conn.is_closed():
+        return
+    with anyio.move_on_after(5, shield=True):
+        try:
+            await conn.execute("ROLLBACK")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            conn.terminate()  # the server rolls back when the session ends
+
+
+def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, shift: int) -> int:
     """Where in the file the error is: Postgres's position in the statement, else the failing line of a DO block,
     else the statement's start."""
     position = getattr(e, "position", None)
     if position:
-        return stmt.offset + int(position) - 1
+        return stmt.offset + min(max(int(position) - 1 - shift, 0), len(stmt.sql))
     in_do = _DO_LINE.search(getattr(e, "context", None) or "")
     body = _DOLLAR_QUOTE.search(stmt.sql) if in_do and stmt.sql[:2].upper() == "DO" else None
     if in_do and body:
@@ -247,8 +294,10 @@ def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError) -> int:
     return stmt.offset
 
 
-def _sql_error_message(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, outcome: str) -> str:
-    offset = _error_offset(f, stmt, e)
+def _sql_error_message(
+    f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, outcome: str, shift: int
+) -> str:
+    offset = _error_offset(f, stmt, e, shift)
     parts = [
         f"{f.path}:{location(f.text, offset)}: ERROR {e.sqlstate}: {e.args[0] if e.args else e}",
         snippet(f.text, offset),

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.pg import LocalCluster  # noqa: E402
+from tests.pg import LocalCluster
 
 
 def main() -> int:

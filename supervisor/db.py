@@ -117,7 +117,7 @@ async def connect(db: DbSettings, timeout: float = _ATTEMPT_TIMEOUT_S) -> asyncp
     settings = {"application_name": application_name(), **_SERVER_SETTINGS}
     if db.search_path:
         settings["search_path"] = ",".join(f'"{p}"' for p in db.search_path)
-    kwargs: dict[str, Any] = {"timeout": timeout, "server_settings": settings, "statement_cache_size": 0}
+    kwargs: dict[str, Any] = {"timeout": timeout, "server_settings": settings}
     conn: asyncpg.Connection
     if db.dsn:
         conn = await asyncpg.connect(db.dsn, **kwargs)

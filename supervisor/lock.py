@@ -3,8 +3,10 @@
 Why poll rather than block in `pg_advisory_lock`: a blocked waiter is a running statement holding a snapshot, and a
 `CREATE INDEX CONCURRENTLY` run by the holder waits for that snapshot forever (golang-migrate #960, Flyway #1654).
 Why the same connection as the work: if the session dies, the lock and the work's transaction die together, so no
-statement can ever run unprotected. Each file's transaction re-checks that this backend still holds the lock, which
-also catches PgBouncer transaction pooling before anything is written.
+statement can ever run unprotected. Each file's transaction also checks that it runs on the backend that took the
+lock (`pg_backend_pid()`, nearly free where a `pg_locks` scan per file is not): behind PgBouncer in transaction
+pooling mode it would not, and the file is rolled back before anything is written. Releasing the lock checks that
+it was still held, which catches a lock released under the phase by other means.
 """
 
 from __future__ import annotations
@@ -30,12 +32,7 @@ _POLL_MAX_S = 1.0
 _HOLDER_LOG_EVERY_S = 15.0
 _UNLOCK_TIMEOUT_S = 5.0
 
-_HELD = """
-SELECT EXISTS (
-    SELECT 1 FROM pg_locks
-    WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2
-      AND pid = pg_backend_pid() AND granted)
-"""
+
 _HOLDERS = """
 SELECT a.pid, a.application_name, host(a.client_addr) AS client_addr, a.backend_start, a.state
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -49,20 +46,29 @@ _PGBOUNCER_HINT = (
 
 @dataclass(frozen=True, slots=True)
 class PhaseLock:
-    """A held phase lock; `assert_held` proves it inside a transaction before anything is written."""
+    """A held phase lock and the backend that holds it."""
 
     conn: asyncpg.Connection
     name: str
     objid: int
+    backend_pid: int
+
+    def on_holder(self) -> str:
+        """An SQL condition, true when the statement runs on the backend that holds the lock."""
+        return f"pg_backend_pid() = {self.backend_pid:d}"
 
     async def assert_held(self) -> None:
-        """Raise if this backend no longer holds the lock (pooler in between, or lock released under us)."""
-        if not await self.conn.fetchval(_HELD, CLASSID, self.objid):
-            raise ConfigError(
-                f"the {self.name} lock is not held by this session any more, so nothing was applied. "
-                + _PGBOUNCER_HINT,
-                error_code="LOCK_NOT_HELD",
-            )
+        """Raise unless this statement runs on the lock's backend (a pooler in between would break that)."""
+        if not await self.conn.fetchval(f"SELECT {self.on_holder()}"):
+            raise self.not_held()
+
+    def not_held(self) -> ConfigError:
+        """The refusal for a lock this session no longer holds."""
+        return ConfigError(
+            f"the {self.name} lock is not held by this session any more, so nothing was applied. "
+            + _PGBOUNCER_HINT,
+            error_code="LOCK_NOT_HELD",
+        )
 
 
 async def lock_holders(conn: asyncpg.Connection, objid: int) -> list[dict[str, str | int | None]]:
@@ -89,7 +95,12 @@ async def advisory_lock(
     delay = _POLL_FIRST_S
     next_holder_log = t0
     holders: list[dict[str, str | int | None]] = []
-    while not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", CLASSID, objid):
+    while True:
+        row = await conn.fetchrow("SELECT pg_try_advisory_lock($1, $2), pg_backend_pid()", CLASSID, objid)
+        assert row is not None  # a SELECT without FROM returns exactly one row
+        got, backend_pid = row[0], row[1]
+        if got:
+            break
         now = time.monotonic()
         if now >= next_holder_log:
             holders = await lock_holders(conn, objid)
@@ -106,19 +117,31 @@ async def advisory_lock(
         delay = min(delay * 2, _POLL_MAX_S)
     log.debug("lock.acquired", lock=name, waited_ms=round((time.monotonic() - t0) * 1000))
     try:
-        yield PhaseLock(conn, name, objid)
-    finally:
-        await _release(conn, name, objid, log)
+        yield PhaseLock(conn, name, objid, backend_pid)
+    except BaseException:
+        await _release(conn, name, objid, log, failing=True)
+        raise
+    await _release(conn, name, objid, log, failing=False)
 
 
-async def _release(conn: asyncpg.Connection, name: str, objid: int, log: FilteringBoundLogger) -> None:
+async def _release(
+    conn: asyncpg.Connection, name: str, objid: int, log: FilteringBoundLogger, *, failing: bool
+) -> None:
     if conn.is_closed():
         return  # the lock went with the session
-    released = False
+    released = None
     with anyio.move_on_after(_UNLOCK_TIMEOUT_S, shield=True):
         try:
             released = await conn.fetchval("SELECT pg_advisory_unlock($1, $2)", CLASSID, objid)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            return  # connection broken or transaction aborted: the session and its lock are going away
-        if not released:
+            return  # connection broken: the session and its lock are going away
+    if released is False:
+        if failing:
             log.error("lock.not_held", lock=name, hint=_PGBOUNCER_HINT)
+            return
+        raise ConfigError(
+            f"the {name} lock was no longer held by this session when the phase ended, so its work may have run "
+            "unprotected. Something released it (pg_advisory_unlock_all in a migration?) or a pooler sits in "
+            "between. " + _PGBOUNCER_HINT,
+            error_code="LOCK_NOT_HELD",
+        )

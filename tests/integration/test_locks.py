@@ -9,6 +9,7 @@ import signal
 import time
 
 import asyncpg
+import pytest
 
 from supervisor.lock import CLASSID
 from tests.conftest import Database, Layout, finish, start_supervisor, supervise
@@ -114,18 +115,42 @@ async def test_lost_connection_stops_the_phase(db: Database, conn: asyncpg.Conne
     assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 1
 
 
-async def test_lock_released_under_the_phase_is_detected(
-    db: Database, conn: asyncpg.Connection, layout: Layout
-):
-    """Each file's transaction proves the lock is still held by this backend (what PgBouncer transaction pooling
-    breaks); if not, nothing is applied and the message says why."""
+async def test_lock_released_under_the_phase_is_reported(db: Database, layout: Layout):
+    """If the lock is found released when the phase ends (here a migration released it), the run fails with
+    exit 2 (LOCK_NOT_HELD) and says the work may have run unprotected."""
     layout.add("pre", "001.sql", "SELECT pg_advisory_unlock_all();")
-    layout.add("pre", "002.sql", "CREATE TABLE unprotected (id int);")
+    layout.add("pre", "002.sql", "CREATE TABLE t (id int);")
     r = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert r.code == 2
     assert r.failure["error_code"] == "LOCK_NOT_HELD"
-    assert "PgBouncer" in r.failure["error"]
-    assert await conn.fetchval("SELECT to_regclass('unprotected')") is None
+    assert "may have run unprotected" in r.failure["error"]
+
+
+async def test_a_file_on_another_backend_than_the_lock_is_rolled_back(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
+    """Each file's transaction proves it runs on the backend that holds the lock (what PgBouncer transaction
+    pooling breaks); if not, the file is rolled back and the error says why."""
+    from phases.base import PhaseContext
+    from phases.sql import SqlFolders, SqlPhase
+    from supervisor.errors import ConfigError
+    from supervisor.lock import PhaseLock
+    from supervisor.log import get_logger
+    from supervisor.settings import Settings
+
+    layout.add("pre", "001.sql", "CREATE TABLE t (id int);")
+    settings = Settings.load(db.env())
+    phase = SqlPhase("pre-schema", layout.pre, "SUPERVISOR_DB_INIT_DIR", SqlFolders(layout.pre, layout.post),
+                     "migrations_applied")  # fmt: skip
+    elsewhere = PhaseLock(conn, "pre-schema", 1, backend_pid=1)  # as if the lock were on another backend
+    ctx = PhaseContext(settings=settings, conn=conn, lock=elsewhere, log=get_logger())
+    (step,) = await phase.pending(ctx)
+    with pytest.raises(ConfigError, match="not held by this session") as e:
+        await phase.apply(ctx, step)
+    assert e.value.error_code == "LOCK_NOT_HELD"
+    assert await conn.fetchval("SELECT to_regclass('t')") is None
+    assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 0
+    assert not conn.is_in_transaction()
 
 
 async def test_ten_concurrent_replicas_apply_each_file_exactly_once(
