@@ -6,7 +6,7 @@ phase needs no change to the runner.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,8 +58,9 @@ class Phase(Protocol):
     async def pending(self, ctx: PhaseContext) -> Sequence[Step]:
         """Under the lock: re-read what is done, validate it, and return what is left, in order."""
 
-    async def apply(self, ctx: PhaseContext, step: Step) -> dict[str, Any]:
-        """Apply one step and record it; returns extra fields for the step's log line."""
+    def apply(self, ctx: PhaseContext, steps: Sequence[Step]) -> AsyncIterator[tuple[Step, dict[str, Any]]]:
+        """Apply the steps in order, recording each; yield each step once it is done, with fields for its log line
+        (`duration_ms` at least). Stop at the first failure by raising, after yielding what was done."""
 
     async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
         """Read-only state for `status`; takes no lock and writes nothing."""

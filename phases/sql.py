@@ -1,6 +1,7 @@
 """The two SQL phases: `pre-schema` (db-init/) and `post-schema` (db-init-post/).
 
-One transaction per file, together with its tracking row. A file whose first line is `-- supervisor: no-transaction`
+One transaction per file, together with its tracking row; runs of such files travel in batches (phases.sql_batch),
+one round trip for many files. A file whose first line is `-- supervisor: no-transaction`
 runs statement by statement in autocommit, with its progress recorded, so a crash part-way is refused next boot
 instead of being silently re-run.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import anyio
 import asyncpg
 
-from phases.base import PhaseContext
+from phases.base import PhaseContext, Step
+from phases.sql_batch import CREATE_PROGRESS, PROGRESS, Batch, batches
 from supervisor.db import is_connection_loss, lost_connection
 from supervisor.errors import IntegrityRefusal, MigrationFailed
 from supervisor.ledger import APPLIED, FAILED, Ledger, Row
@@ -130,33 +132,92 @@ class SqlPhase:
                     hint="recorded as applied but no such file; expected during a rolling deploy, else remove the row",
                 )
 
-    async def apply(self, ctx: PhaseContext, step: Any) -> dict[str, Any]:
-        """Run one file and record it; transactional unless the file opts out."""
-        f: SqlFile = step
-        stmts = self._statements.pop(f.name)
-        try:
-            if f.no_transaction:
-                await self._apply_no_transaction(ctx, f, stmts, time.monotonic())
-            else:
-                await self._apply_in_transaction(ctx, f, stmts)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
-            if is_connection_loss(e):
-                raise lost_connection(e, f"while applying {f.path}") from e
-            raise
-        return {"statements": len(stmts), "transaction": not f.no_transaction}
+    async def apply(
+        self, ctx: PhaseContext, steps: Sequence[Step]
+    ) -> AsyncIterator[tuple[Step, dict[str, Any]]]:
+        """Apply the pending files in order, yielding each once it is committed and recorded.
 
-    async def _apply_in_transaction(self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement]) -> None:
-        """One transaction: BEGIN rides with the first statement, the tracking row and COMMIT with the last.
-
-        Each message still carries exactly one statement of the file, so an error is always attributed to its
-        statement (and its position maps back into the file).
+        Runs of transactional files go in batches (one round trip for many files, each its own transaction);
+        no-transaction files run statement by statement.
         """
+        files: list[SqlFile] = list(steps)  # type: ignore[arg-type]
+        batched = any(not f.no_transaction for f in files) and await self._progress_counter(ctx)
+        i = 0
+        while i < len(files):
+            j = i + 1
+            if not files[i].no_transaction:
+                while j < len(files) and not files[j].no_transaction:
+                    j += 1
+            run = [(f, self._statements.pop(f.name)) for f in files[i:j]]
+            where = f"{run[0][0].path}" + (f" .. {run[-1][0].name}" if len(run) > 1 else "")
+            try:
+                if files[i].no_transaction:
+                    yield files[i], await self._apply_no_transaction(ctx, *run[0])
+                elif batched:
+                    for chunk in batches(run):
+                        async for done in self._apply_batch(ctx, chunk):
+                            yield done
+                else:
+                    for f, stmts in run:
+                        yield f, await self._apply_statementwise(ctx, f, stmts)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+                if is_connection_loss(e):
+                    raise lost_connection(e, f"while applying {where}") from e
+                raise
+            i = j
+
+    async def _progress_counter(self, ctx: PhaseContext) -> bool:
+        """Create the session's statement counter for batches; without the TEMP privilege, do without batching."""
+        try:
+            await ctx.conn.execute(CREATE_PROGRESS)
+        except asyncpg.DuplicateTableError:
+            pass  # the other SQL phase made it on this connection
+        except asyncpg.InsufficientPrivilegeError:
+            ctx.log.info(
+                "sql.batching_off", reason="no TEMP privilege on this database; one round trip per statement"
+            )
+            return False
+        return True
+
+    async def _apply_batch(
+        self, ctx: PhaseContext, run: list[tuple[SqlFile, list[Statement]]]
+    ) -> AsyncIterator[tuple[Step, dict[str, Any]]]:
+        ledger = Ledger(ctx.conn, self.tracking_table)
+        batch = Batch(run, lambda f: ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock))
+        stats = {f.name: len(stmts) for f, stmts in run}
+        try:
+            await ctx.conn.execute(batch.sql)
+        except asyncpg.PostgresError as e:
+            if is_connection_loss(e):
+                raise
+            await _rollback(ctx.conn)
+            done = await ctx.conn.fetchval(f"SELECT last_value FROM {PROGRESS}")
+            durations = await ledger.durations([f.name for f in batch.files])
+            for f in batch.files:
+                if f.name not in durations:
+                    break
+                yield f, {"duration_ms": durations[f.name], "statements": stats[f.name], "transaction": True}
+            if ledger.is_lock_refusal(e):
+                raise ctx.lock.not_held() from e
+            position = getattr(e, "position", None)
+            at = batch.failure(f, int(done), int(position) if position else None)
+            raise self._failure(at.file, at.statement, e, _ROLLED_BACK, at.offset_in_statement) from e
+        except BaseException:
+            await _rollback(ctx.conn)
+            raise
+        durations = await ledger.durations([f.name for f in batch.files])
+        for f in batch.files:
+            yield f, {"duration_ms": durations[f.name], "statements": stats[f.name], "transaction": True}
+
+    async def _apply_statementwise(
+        self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement]
+    ) -> dict[str, Any]:
+        """One file, one statement per round trip: BEGIN rides with the first, the tracking row and COMMIT with the
+        last. Used when batching is off; every error is attributed to its statement."""
         ledger = Ledger(ctx.conn, self.tracking_table)
         tail = ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock)
         parts = stmts or [Statement("SELECT 1", 0)]  # an empty file is recorded like any other
-        outcome = (
-            "The file's transaction was rolled back: nothing from it was applied. Fix the file and run again."
-        )
+        t0 = time.monotonic()
         try:
             for i, stmt in enumerate(parts):
                 prefix = "BEGIN;\n" if i == 0 else ""
@@ -168,55 +229,50 @@ class SqlPhase:
                         raise
                     if ledger.is_lock_refusal(e):
                         raise ctx.lock.not_held() from e
-                    raise self._failure(f, stmt, e, outcome, len(prefix), ledger) from e
+                    position = getattr(e, "position", None)
+                    offset = int(position) - 1 - len(prefix) if position else None
+                    mine = ledger.owns(e) or (offset is not None and offset > len(stmt.sql))
+                    raise self._failure(f, None if mine else stmt, e, _ROLLED_BACK, offset) from e
         except BaseException:
             await _rollback(ctx.conn)
             raise
+        return {"duration_ms": _ms(t0), "statements": len(stmts), "transaction": True}
 
     async def _apply_no_transaction(
-        self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement], t0: float
-    ) -> None:
+        self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement]
+    ) -> dict[str, Any]:
+        """Statement by statement in autocommit, recording progress after each, so a stop part-way is detected."""
         ledger = Ledger(ctx.conn, self.tracking_table)
+        t0 = time.monotonic()
         await ctx.lock.assert_held()
         await ledger.begin_partial(f.name, f.checksum, self.name, len(stmts))
         for i, stmt in enumerate(stmts):
             await ctx.lock.assert_held()
             try:
-                await self._execute(
-                    ctx,
-                    f,
-                    stmt,
+                await ctx.conn.execute(stmt.sql)
+            except asyncpg.PostgresError as e:
+                if is_connection_loss(e):
+                    raise
+                await (ledger.progress(f.name, i, FAILED) if i else ledger.forget(f.name))
+                outcome = (
                     f"This is a no-transaction file: statements 1-{i} were committed and recorded, this one and "
-                    f"the rest were not. The next run refuses the file until you resolve it (see below)."
+                    "the rest were not. The next run refuses the file until you resolve it (see the instructions "
+                    "it prints)."
                     if i
                     else "It was the file's first statement, so nothing from the file was applied; fix it and run "
-                    "again.",
+                    "again."
                 )
-            except MigrationFailed:
-                await (ledger.progress(f.name, i, FAILED) if i else ledger.forget(f.name))
-                raise
+                position = getattr(e, "position", None)
+                raise self._failure(f, stmt, e, outcome, int(position) - 1 if position else None) from e
             await ledger.progress(f.name, i + 1)
         await ledger.progress(f.name, len(stmts), APPLIED, _ms(t0))
-
-    async def _execute(self, ctx: PhaseContext, f: SqlFile, stmt: Statement, outcome: str) -> None:
-        try:
-            await ctx.conn.execute(stmt.sql)
-        except asyncpg.PostgresError as e:
-            if is_connection_loss(e):
-                raise
-            raise self._failure(f, stmt, e, outcome, 0, None) from e
+        return {"duration_ms": _ms(t0), "statements": len(stmts), "transaction": False}
 
     def _failure(
-        self,
-        f: SqlFile,
-        stmt: Statement,
-        e: asyncpg.PostgresError,
-        outcome: str,
-        shift: int,
-        ledger: Ledger | None,
+        self, f: SqlFile, stmt: Statement | None, e: asyncpg.PostgresError, outcome: str, offset: int | None
     ) -> MigrationFailed:
-        """`MigrationFailed` for an error of `stmt`, sent with `shift` characters of our own SQL in front."""
-        if ledger is not None and ledger.owns(e):
+        """`MigrationFailed` for an error of `stmt` (None: our tracking SQL), `offset` characters into it."""
+        if stmt is None:
             return MigrationFailed(
                 f"{f.path}: the file ran, but recording it in {self.tracking_table} failed: ERROR {e.sqlstate}: "
                 f"{e}. {outcome}",
@@ -227,7 +283,7 @@ class SqlPhase:
                 " If that table is created by the Directus snapshot, the statement belongs in the post-schema "
                 "folder (SUPERVISOR_DB_INIT_POST_DIR), which runs after schema-apply."
             )
-        return MigrationFailed(_sql_error_message(f, stmt, e, outcome, shift), error_code="SQL_ERROR")
+        return MigrationFailed(_sql_error_message(f, stmt, e, outcome, offset), error_code="SQL_ERROR")
 
     async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
         """Applied, pending, changed, half-applied and orphaned files of this phase."""
@@ -257,6 +313,11 @@ class SqlPhase:
         }
 
 
+_ROLLED_BACK = (
+    "The file's transaction was rolled back: nothing from it was applied. Fix the file and run again."
+)
+
+
 def _ms(t0: float) -> int:
     return round((time.monotonic() - t0) * 1000)
 
@@ -276,12 +337,11 @@ async def _rollback(conn: asyncpg.Connection) -> None:
             conn.terminate()  # the server rolls back when the session ends
 
 
-def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, shift: int) -> int:
+def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, offset: int | None) -> int:
     """Where in the file the error is: Postgres's position in the statement, else the failing line of a DO block,
     else the statement's start."""
-    position = getattr(e, "position", None)
-    if position:
-        return stmt.offset + min(max(int(position) - 1 - shift, 0), len(stmt.sql))
+    if offset is not None:
+        return stmt.offset + min(max(offset, 0), len(stmt.sql))
     in_do = _DO_LINE.search(getattr(e, "context", None) or "")
     body = _DOLLAR_QUOTE.search(stmt.sql) if in_do and stmt.sql[:2].upper() == "DO" else None
     if in_do and body:
@@ -295,9 +355,9 @@ def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, shift: 
 
 
 def _sql_error_message(
-    f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, outcome: str, shift: int
+    f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, outcome: str, offset_in_stmt: int | None
 ) -> str:
-    offset = _error_offset(f, stmt, e, shift)
+    offset = _error_offset(f, stmt, e, offset_in_stmt)
     parts = [
         f"{f.path}:{location(f.text, offset)}: ERROR {e.sqlstate}: {e.args[0] if e.args else e}",
         snippet(f.text, offset),

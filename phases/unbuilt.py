@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -32,7 +32,7 @@ class NotBuiltPhase:
         """Never reached: `preflight` refuses."""
         raise AssertionError(self.name)
 
-    async def apply(self, ctx: PhaseContext, step: Step) -> dict[str, Any]:
+    def apply(self, ctx: PhaseContext, steps: Sequence[Step]) -> AsyncIterator[tuple[Step, dict[str, Any]]]:
         """Never reached: `preflight` refuses."""
         raise AssertionError(self.name)
 

@@ -123,6 +123,13 @@ class Ledger:
         """Whether `exc` was raised on the tracking table itself."""
         return getattr(exc, "table_name", None) == self.name.split(".")[-1].lower()
 
+    async def durations(self, filenames: list[str]) -> dict[str, int]:
+        """`duration_ms` of the given files that are recorded (a batch's committed files)."""
+        rows = await self.conn.fetch(
+            f"SELECT filename, duration_ms FROM {self.table} WHERE filename = ANY($1::text[])", filenames
+        )
+        return {r["filename"]: r["duration_ms"] for r in rows}
+
     async def begin_partial(self, filename: str, checksum: str, phase: str, total: int) -> None:
         """Mark a no-transaction file as running, before its first statement (autocommit)."""
         await self.conn.execute(

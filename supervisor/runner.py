@@ -60,11 +60,9 @@ async def _run_one(
     async with advisory_lock(conn, phase.name, phase.lock_id, settings.lock_timeout, log) as lock:
         ctx = PhaseContext(settings=settings, conn=conn, lock=lock, log=log)
         steps = await phase.pending(ctx)
-        for step in steps:
-            with bound_contextvars(file=step.name):
-                t1 = time.monotonic()
-                extra = await phase.apply(ctx, step)
-                log.info("step.applied", duration_ms=_ms(t1), **extra)
+        if steps:
+            async for step, fields in phase.apply(ctx, steps):
+                log.info("step.applied", file=step.name, **fields)
     outcome = Outcome.APPLIED if steps else Outcome.SKIPPED
     log.info("phase.finished", outcome=outcome.value, steps=len(steps), duration_ms=_ms(t0))
     return outcome

@@ -144,9 +144,9 @@ async def test_a_file_on_another_backend_than_the_lock_is_rolled_back(
                      "migrations_applied")  # fmt: skip
     elsewhere = PhaseLock(conn, "pre-schema", 1, backend_pid=1)  # as if the lock were on another backend
     ctx = PhaseContext(settings=settings, conn=conn, lock=elsewhere, log=get_logger())
-    (step,) = await phase.pending(ctx)
+    steps = await phase.pending(ctx)
     with pytest.raises(ConfigError, match="not held by this session") as e:
-        await phase.apply(ctx, step)
+        _ = [done async for done in phase.apply(ctx, steps)]
     assert e.value.error_code == "LOCK_NOT_HELD"
     assert await conn.fetchval("SELECT to_regclass('t')") is None
     assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 0

@@ -76,6 +76,7 @@ async def test_failed_file_is_rolled_back_and_reported_with_location(
     assert await conn.fetchval("SELECT to_regclass('half')") is None
     assert await conn.fetchval("SELECT to_regclass('later')") is None
     assert set(await _rows(conn)) == {"001_ok.sql"}
+    assert [e["file"] for e in r.events("step.applied")] == ["001_ok.sql"]
 
     bad.write_text("CREATE TABLE half (id int);\nINSERT INTO ok VALUES (1);\n")
     again = await supervise(*PRE, env=db.env(), cwd=layout.root)
@@ -332,3 +333,30 @@ async def test_shipped_content(db: Database, conn: asyncpg.Connection, tmp_path)
         "event_participation_event_vehicle_unique",
     } <= names
     assert (await supervise(*POST, env=db.env(), cwd=tmp_path)).events("step.applied") == []
+
+
+async def test_without_temp_privilege_files_run_one_statement_per_round_trip(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
+    """Batching needs a session counter (a TEMP sequence); a role without TEMP still gets every behaviour, one
+    statement per round trip, errors still attributed to file:line:col."""
+    role = f"{db.name}_app"
+    await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'app-pw-123'")
+    await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{db.name}" FROM PUBLIC')
+    await conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+    try:
+        layout.add("pre", "001.sql", "CREATE TABLE ok (id int PRIMARY KEY);\nINSERT INTO ok VALUES (1);")
+        bad = layout.add("pre", "002.sql", "INSERT INTO ok VALUES (2);\nINSERT INTO ok VALUES (1);")
+        env = db.env(DB_USER=role, DB_PASSWORD="app-pw-123")
+        r = await supervise(*PRE, env=env, cwd=layout.root)
+        assert r.code == 4, r.stderr
+        assert r.events("sql.batching_off")
+        assert r.failure["error"].startswith("db-init/002.sql:2:1: ERROR 23505")
+        assert await conn.fetchval("SELECT count(*) FROM ok") == 1
+        bad.write_text("INSERT INTO ok VALUES (2);")
+        r = await supervise(*PRE, env=env, cwd=layout.root)
+        assert r.code == 0, r.stderr
+        assert [e["file"] for e in r.events("step.applied")] == ["002.sql"]
+    finally:
+        await conn.execute(f"DROP OWNED BY {role}")
+        await conn.execute(f"DROP ROLE {role}")
