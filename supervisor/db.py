@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -100,6 +99,8 @@ def _ssl_context(db: DbSettings) -> ssl.SSLContext | bool:
 @contextmanager
 def _pem_files(cert: str, key: str) -> Iterator[tuple[str, str]]:
     # ssl only loads client certificates from files; Directus takes them inline (or through *_FILE).
+    import tempfile
+
     with tempfile.TemporaryDirectory() as d:
         paths = []
         for name, content in (("cert.pem", cert), ("key.pem", key)):

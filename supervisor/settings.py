@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +200,8 @@ class Settings:
         """The Directus CLI command: the configured one, else `directus` on PATH, else the image's `node cli.js`."""
         if self.directus_cmd:
             return self.directus_cmd
+        import shutil  # only here: it costs import time on every boot otherwise
+
         return ("directus",) if shutil.which("directus") else ("node", os.path.join(".", "cli.js"))
 
     @classmethod
