@@ -158,11 +158,14 @@ def _print_table(
     print(f"{args.files} migrations (CREATE TABLE + CREATE INDEX each); medians of {args.cold_runs} cold applies "
           f"(fresh database each) and {args.noop_runs} no-op re-runs; whole processes; {os.cpu_count()} cores, "
           f"Python {platform.python_version()}.\n")  # fmt: skip
-    print("| tool | cold apply (s) | cold vs dbmate | no-op re-run (s) |")
-    print("|---|---:|---:|---:|")
+    print("| tool | cold apply (s) | min-max (s) | cold vs dbmate | no-op re-run (s) | min-max (s) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for tool, runs in cold.items():
         c, n = statistics.median(runs), statistics.median(noop[tool])
-        print(f"| {tool} | {c:.2f} | {c / ref_cold:.2f}x | {n:.3f} |")
+        print(
+            f"| {tool} | {c:.2f} | {min(runs):.2f}-{max(runs):.2f} | {c / ref_cold:.2f}x | {n:.3f} "
+            f"| {min(noop[tool]):.3f}-{max(noop[tool]):.3f} |"
+        )
 
 
 if __name__ == "__main__":
