@@ -193,14 +193,13 @@ class SqlPhase:
             await _rollback(ctx.conn)
             done = await ctx.conn.fetchval(f"SELECT last_value FROM {PROGRESS}")
             durations = await ledger.durations([f.name for f in batch.files])
-            for f in batch.files:
-                if f.name not in durations:
-                    break
+            committed = [f for f in batch.files if f.name in durations]  # the files before the failing one
+            for f in committed:
                 yield f, {"duration_ms": durations[f.name], "statements": stats[f.name], "transaction": True}
             if ledger.is_lock_refusal(e):
                 raise ctx.lock.not_held() from e
             position = getattr(e, "position", None)
-            at = batch.failure(f, int(done), int(position) if position else None)
+            at = batch.failure(batch.files[len(committed)], int(done), int(position) if position else None)
             raise self._failure(at.file, at.statement, e, _ROLLED_BACK, at.offset_in_statement) from e
         except BaseException:
             await _rollback(ctx.conn)
