@@ -50,6 +50,16 @@ async def test_gives_up_after_the_wait_timeout(db: Database, layout: Layout):
     assert 1.0 < time.monotonic() - t0 < 10
 
 
+async def test_unresolvable_host_is_retried_until_the_timeout(db: Database, layout: Layout):
+    """A DNS name that does not resolve (yet) is retried like a refused connection, then exits 3."""
+    r = await supervise(*PRE, env=db.env(DB_HOST="db.does-not-exist.invalid", SUPERVISOR_WAIT_TIMEOUT="1"),
+                        cwd=layout.root)  # fmt: skip
+    assert r.code == 3
+    assert r.failure["error_code"] == "DB_UNREACHABLE"
+    assert r.events("db.retrying")
+    assert "db.does-not-exist.invalid" in r.failure["error"]
+
+
 async def test_wrong_password_fails_fast_without_leaking_it(db: Database, layout: Layout):
     """A rejected password exits 3 at once (no retries), naming host, port, database and user, never the password."""
     t0 = time.monotonic()
