@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from phases.base import Phase
+from phases.bootstrap import BootstrapPhase, DirectusInstall
+from phases.schema import SchemaPhase
 from phases.sql import SqlFolders, SqlPhase
-from phases.unbuilt import NotBuiltPhase
 from supervisor.errors import ConfigError
 from supervisor.settings import Settings
 
@@ -15,17 +16,17 @@ MIGRATE_PHASES = PHASE_NAMES[:4]
 
 
 def build_phases(settings: Settings) -> dict[str, Phase]:
-    """Every phase by name, in boot order."""
+    """The database phases by name, in boot order (`start` is not one: it runs Directus, see phases.start)."""
     folders = SqlFolders(settings.db_init_dir, settings.db_init_post_dir)
     table = settings.tracking_table
+    install = DirectusInstall(settings)
     return {
         "pre-schema": SqlPhase("pre-schema", settings.db_init_dir, "SUPERVISOR_DB_INIT_DIR", folders, table),
-        "schema-apply": NotBuiltPhase("schema-apply", 2),
+        "schema-apply": SchemaPhase(settings, install),
         "post-schema": SqlPhase(
             "post-schema", settings.db_init_post_dir, "SUPERVISOR_DB_INIT_POST_DIR", folders, table
         ),
-        "bootstrap": NotBuiltPhase("bootstrap", 4),
-        "start": NotBuiltPhase("start", 5),
+        "bootstrap": BootstrapPhase(install),
     }
 
 

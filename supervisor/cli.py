@@ -140,11 +140,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     chosen = logsetup.configure(fmt if fmt in ("json", "console") else "auto", level)
     log = logsetup.get_logger()
     try:
-        settings = Settings.load(env, flags, need_db=args.verb != "lint")
+        from phases.registry import select_phases
+
+        names = select_phases(args.verb, args.only, getattr(args, "from_", None), args.until) if args.verb in (
+            "run", "migrate") else []  # fmt: skip
+        settings = Settings.load(env, flags, need_db=args.verb != "lint" and names != ["start"])
         logsetup.add_secrets(settings.secrets())
         for event, fields in settings.warnings:
             log.warning(event, **fields)
-        result = _run_async(lambda: _dispatch(args, settings, log))
+        result = _run_async(
+            lambda child: _dispatch(args, names, settings, child, log), settings.stop_timeout, log
+        )
     except SupervisorError as e:
         first, _, rest = e.message.partition("\n")
         if chosen == "console" and rest:
@@ -169,11 +175,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return result
 
 
-def _run_async(work: Callable[[], Awaitable[int]]) -> int:
-    """Run `work` on anyio's asyncio backend; SIGTERM/SIGINT cancel it cleanly and become `Interrupted`."""
+def _run_async(work: Callable[[Any], Awaitable[int]], stop_timeout: float, log: Any) -> int:
+    """Run `work(child)` on anyio's asyncio backend with SIGTERM/SIGINT routed: while Directus runs they are
+    forwarded to it (SIGKILL after `stop_timeout`); before that they cancel the boot cleanly (`Interrupted`)."""
     import anyio
 
+    from phases.start import Child
+
+    child = Child()
     received: list[int] = []
+
+    async def kill_after(proc: Any) -> None:
+        await anyio.sleep(stop_timeout)
+        if proc.returncode is None:
+            log.warning("directus.killed", pid=proc.pid, stop_timeout_s=stop_timeout)
+            proc.kill()
 
     async def wrapper() -> int:
         result = 0
@@ -183,12 +199,20 @@ def _run_async(work: Callable[[], Awaitable[int]]) -> int:
 
                     async def watch() -> None:
                         async for signum in signals:
+                            proc = child.process
+                            if proc is not None and proc.returncode is None:
+                                proc.send_signal(signum)
+                                log.info("signal.forwarded", signal=signal.Signals(signum).name, pid=proc.pid)
+                                if not child.stopping:
+                                    child.stopping = True
+                                    tg.start_soon(kill_after, proc)
+                                continue
                             received.append(signum)
                             tg.cancel_scope.cancel()
                             return
 
                     tg.start_soon(watch)
-                    result = await work()
+                    result = await work(child)
                     tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:
                 raise _first_error(group) from None
@@ -213,16 +237,25 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return (ours or flat)[0]
 
 
-async def _dispatch(args: argparse.Namespace, settings: Settings, log: Any) -> int:
-    from phases.registry import build_phases, select_phases
+async def _dispatch(
+    args: argparse.Namespace, names: list[str], settings: Settings, child: Any, log: Any
+) -> int:
+    from phases.registry import build_phases
     from supervisor.runner import collect_status, run_phases
 
     phases = build_phases(settings)
     if args.verb in ("run", "migrate"):
-        names = select_phases(args.verb, args.only, getattr(args, "from_", None), args.until)
-        outcomes = await run_phases(settings, [phases[n] for n in names], log)
-        log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=0)
-        return 0
+        outcomes: dict[str, str] = {}
+        if any(n != "start" for n in names):
+            outcomes = await run_phases(settings, [phases[n] for n in names if n != "start"], log)
+        if "start" not in names:
+            log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=0)
+            return 0
+        from phases.start import start_directus
+
+        code = await start_directus(settings, child, log, replace=args.exec)
+        log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=code)
+        return code
     if args.verb == "status":
         report = await collect_status(settings, list(phases.values()), log)
         _print_status(report, as_json=args.json)
@@ -238,8 +271,8 @@ def _print_status(report: dict[str, Any], *, as_json: bool) -> None:
     lines = [f"{'PHASE':<14}" + "".join(f"{c.upper():>14}" for c in cols)]
     details: list[str] = []
     for p in report["phases"]:
-        if "state" in p:
-            lines.append(f"{p['phase']:<14}{p['state']:>14}")
+        if "applied" not in p:
+            lines.append(f"{p['phase']:<14}  {_phase_summary(p)}")
             continue
         lines.append(f"{p['phase']:<14}" + "".join(f"{len(p[c]):>14}" for c in cols))
         for c in cols[1:]:
@@ -252,3 +285,12 @@ def _print_status(report: dict[str, Any], *, as_json: bool) -> None:
                 details.append(f"  {c:<13} {p['phase']:<12} {name}")
     out = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "") + "\n"
     sys.stdout.write(out)
+
+
+def _phase_summary(p: dict[str, Any]) -> str:
+    if "error" in p:
+        return f"unknown: {p['error']}"
+    if p["phase"] == "bootstrap":
+        would = p.get("would_run")
+        return f"would run: {would}" if would else f"done for Directus {p.get('bootstrapped_version')}"
+    return f"{p.get('state')} (snapshot {p.get('snapshot')}, Directus {p.get('directus_version')})"

@@ -14,6 +14,7 @@ from structlog.typing import FilteringBoundLogger
 
 from phases.base import Outcome, Phase, PhaseContext
 from supervisor.db import connection, is_connection_loss, lost_connection
+from supervisor.errors import SupervisorError
 from supervisor.lock import advisory_lock
 from supervisor.settings import Settings
 
@@ -74,5 +75,13 @@ async def collect_status(
     """Each phase's read-only report; takes no lock and writes nothing."""
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:
-        reports = [await phase.report(conn) for phase in phases]
+        reports = [await _report(phase, conn) for phase in phases]
     return {"tracking_table": settings.tracking_table, "phases": reports}
+
+
+async def _report(phase: Phase, conn: asyncpg.Connection) -> dict[str, Any]:
+    # One phase that cannot tell (no snapshot, no Directus here) must not hide the others.
+    try:
+        return await phase.report(conn)
+    except SupervisorError as e:
+        return {"phase": phase.name, "error": e.message.split("\n", 1)[0]}

@@ -129,11 +129,12 @@ async def test_configuration_errors_exit_2_naming_the_variable(db: Database, lay
     assert r.events("db.connected") == []
 
 
-async def test_unbuilt_phases_are_refused_up_front(db: Database, layout: Layout):
-    """Selecting a phase this version cannot run exits 2 before any connection."""
+async def test_missing_snapshot_is_refused_up_front(db: Database, layout: Layout):
+    """`migrate` without the snapshot file exits 2 (SNAPSHOT_MISSING) before any connection."""
     r = await supervise("migrate", env=db.env(), cwd=layout.root)
     assert r.code == 2
-    assert r.failure["error_code"] == "PHASE_NOT_BUILT"
+    assert r.failure["error_code"] == "SNAPSHOT_MISSING"
+    assert "snapshots/schema.yaml" in r.failure["error"]
     assert r.events("db.connected") == []
 
 

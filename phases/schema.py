@@ -1,0 +1,176 @@
+"""`schema-apply`: `directus schema apply` of the snapshot, guarded and verified.
+
+1. the snapshot must fit (vendor postgres, this Directus version, `systemFields` where needed): else exit 7;
+2. Directus installed and migrated first (`bootstrap`, under its own lock);
+3. `--dry-run`, parsed: a deletion, an index drop or a type change is refused (exit 7) unless
+   SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA is set, listing each item and the rows that would lose data;
+4. apply, then a second dry-run must show no changes (Directus's exit code alone proves nothing);
+5. record the snapshot checksum and Directus version: a warm boot with both unchanged skips the phase entirely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from phases.base import PhaseContext, Step
+from phases.bootstrap import DirectusInstall, NamedStep, ensure_bootstrapped
+from supervisor.directus import CliResult, run_cli
+from supervisor.errors import DirectusStepFailed, SchemaRefusal
+from supervisor.schemadiff import Change, Diff, parse_dry_run
+from supervisor.settings import Settings
+from supervisor.snapshot import Snapshot, check_fit, load_snapshot
+from supervisor.state import StateTable
+
+__all__ = ["SchemaPhase", "dry_run"]
+
+
+async def dry_run(settings: Settings, snapshot: Snapshot, log: Any) -> Diff:
+    """`directus schema apply --dry-run`, parsed; refuses output that is neither a diff nor 'no changes'."""
+    result = await run_cli(
+        settings, ["schema", "apply", "--dry-run", "--yes", str(snapshot.path.absolute())], log
+    )
+    return _parse(result)
+
+
+def _parse(result: CliResult) -> Diff:
+    if result.code != 0:
+        raise DirectusStepFailed(
+            f"`{' '.join(result.argv)}` failed (exit {result.code}):\n{result.tail()}",
+            error_code="SCHEMA_DIFF_FAILED",
+        )
+    try:
+        diff = parse_dry_run(result.stdout)
+    except ValueError as e:
+        raise DirectusStepFailed(f"{e}:\n{result.tail()}", error_code="SCHEMA_DIFF_FAILED") from e
+    if not diff.installed:
+        raise DirectusStepFailed(
+            "Directus says it is not installed on this database although bootstrap ran; check that DB_* and "
+            f"DB_SEARCH_PATH are the same for Directus and the supervisor:\n{result.tail()}",
+            error_code="DIRECTUS_NOT_INSTALLED",
+        )
+    return diff
+
+
+class SchemaPhase:
+    """Phase 2."""
+
+    name = "schema-apply"
+    lock_id = 2
+
+    def __init__(self, settings: Settings, install: DirectusInstall) -> None:
+        self.settings = settings
+        self.install = install
+        self._snapshot: Snapshot | None = None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The parsed snapshot (read once)."""
+        if self._snapshot is None:
+            self._snapshot = load_snapshot(self.settings.snapshot)
+        return self._snapshot
+
+    def preflight(self) -> None:
+        """The snapshot exists and parses, before any connection."""
+        _ = self.snapshot
+
+    async def pending(self, ctx: PhaseContext) -> Sequence[Step]:
+        """Nothing when this snapshot was applied with this Directus version (the warm-boot skip)."""
+        version = await self.install.version(ctx.log)
+        done = await StateTable(ctx.conn, ctx.settings.tracking_table).get(self.name)
+        installed = await ctx.conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL")
+        if ctx.settings.force:
+            reason = "forced (SUPERVISOR_FORCE)"
+        elif done is None or not installed:
+            reason = "no snapshot applied yet"
+        elif done.snapshot_checksum != self.snapshot.checksum:
+            reason = "the snapshot changed"
+        elif done.directus_version != version:
+            reason = f"Directus {done.directus_version} -> {version}"
+        else:
+            return []
+        return [NamedStep(self.snapshot.path.name, reason)]
+
+    async def apply(
+        self, ctx: PhaseContext, steps: Sequence[Step]
+    ) -> AsyncIterator[tuple[Step, dict[str, Any]]]:
+        """Check, bootstrap if needed, dry-run, guard, apply, verify, record."""
+        for step in steps:
+            yield step, await self._apply(ctx)
+
+    async def _apply(self, ctx: PhaseContext) -> dict[str, Any]:
+        snap = self.snapshot
+        version = await self.install.version(ctx.log)
+        check_fit(snap, version, force=ctx.settings.force)
+        await ensure_bootstrapped(ctx, self.install)
+        diff = await dry_run(ctx.settings, snap, ctx.log)
+        fields: dict[str, Any] = {"changes": len(diff.changes), "directus_version": version}
+        if not diff.empty:
+            if diff.destructive and not ctx.settings.allow_destructive_schema:
+                raise SchemaRefusal(await self._refusal(ctx.conn, diff), error_code="SCHEMA_DESTRUCTIVE")
+            for change in diff.destructive:
+                ctx.log.warning("schema.destructive_allowed", change=change.describe())
+            result = await run_cli(
+                ctx.settings, ["schema", "apply", "--yes", str(snap.path.absolute())], ctx.log
+            )
+            if result.code != 0:
+                raise DirectusStepFailed(
+                    f"`directus schema apply` failed (exit {result.code}); Directus applies a snapshot in one "
+                    f"transaction, so nothing of it was kept:\n{result.tail()}",
+                    error_code="SCHEMA_APPLY_FAILED",
+                )
+            left = await dry_run(ctx.settings, snap, ctx.log)
+            if not left.empty:
+                raise DirectusStepFailed(
+                    f"`directus schema apply` reported success but {len(left.changes)} change(s) remain: "
+                    + "; ".join(c.describe() for c in left.changes[:10]),
+                    error_code="SCHEMA_NOT_APPLIED",
+                )
+        await StateTable(ctx.conn, ctx.settings.tracking_table).put(self.name, version, snap.checksum, 0)
+        return fields
+
+    async def _refusal(self, conn: asyncpg.Connection, diff: Diff) -> str:
+        lines = [
+            f"  - {c.describe()}: {c.destructive_reason}{await _rows_at_risk(conn, c)}"
+            for c in diff.destructive
+        ]
+        return (
+            f"{self.snapshot.path}: applying this snapshot would destroy data, so nothing was applied:\n"
+            + "\n".join(lines)
+            + "\nIf that is intended, set SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA=1 for one run; otherwise fix the "
+            "snapshot (was it made by another Directus version, or from a database missing these collections?)."
+        )
+
+    async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
+        """The recorded apply against the current snapshot and Directus."""
+        from supervisor.log import get_logger
+
+        done = await StateTable(conn, self.settings.tracking_table).get(self.name)
+        version = await self.install.version(get_logger())
+        current = done is not None and done.snapshot_checksum == self.snapshot.checksum
+        return {
+            "phase": self.name,
+            "snapshot": str(self.settings.snapshot),
+            "snapshot_checksum": self.snapshot.checksum,
+            "applied_checksum": done.snapshot_checksum if done else None,
+            "applied_with": done.directus_version if done else None,
+            "directus_version": version,
+            "state": "up to date" if current and done and done.directus_version == version else "pending",
+        }
+
+
+async def _rows_at_risk(conn: asyncpg.Connection, change: Change) -> str:
+    table = '"' + change.collection.replace('"', '""') + '"'
+    try:
+        if change.section == "collections":
+            n = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        elif change.section == "fields" and change.field_name:
+            column = '"' + change.field_name.replace('"', '""') + '"'
+            n = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} IS NOT NULL")
+        else:
+            return ""
+    except asyncpg.PostgresError:
+        return ""
+    return f" ({n} row(s) hold data)"

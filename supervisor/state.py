@@ -1,0 +1,85 @@
+"""What the Directus phases did last: the table `supervisor_state`, next to the tracking table.
+
+One row per phase (`schema-apply`, `bootstrap`) with the Directus version it ran with and, for the schema, the
+snapshot checksum. A warm boot whose snapshot and Directus are unchanged skips those phases without starting Node.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import asyncpg
+
+from supervisor.ledger import quote_table
+from supervisor.lock import CLASSID, LEDGER_OBJID
+
+__all__ = ["PhaseState", "StateTable"]
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseState:
+    """The last successful run of a Directus phase."""
+
+    directus_version: str
+    snapshot_checksum: str | None
+
+
+class StateTable:
+    """Reads and writes `supervisor_state` in the tracking table's schema."""
+
+    def __init__(self, conn: asyncpg.Connection, tracking_table: str) -> None:
+        self.conn = conn
+        schema = tracking_table.split(".")[0] if "." in tracking_table else None
+        self.name = f"{schema}.supervisor_state" if schema else "supervisor_state"
+        self.table = quote_table(self.name)
+
+    async def get(self, phase: str) -> PhaseState | None:
+        """The phase's row, or None (never ran, or no table yet)."""
+        try:
+            row = await self.conn.fetchrow(
+                f"SELECT directus_version, snapshot_checksum FROM {self.table} WHERE phase = $1", phase
+            )
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+            return None
+        return PhaseState(row["directus_version"], row["snapshot_checksum"]) if row else None
+
+    async def put(
+        self, phase: str, directus_version: str, snapshot_checksum: str | None, duration_ms: int
+    ) -> None:
+        """Record a successful run (creating the table on first use)."""
+        for attempt in (1, 2):
+            try:
+                await self.conn.execute(
+                    f"""INSERT INTO {self.table} (phase, directus_version, snapshot_checksum, duration_ms, applied_by)
+                    VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (phase) DO UPDATE SET directus_version = EXCLUDED.directus_version,
+                        snapshot_checksum = EXCLUDED.snapshot_checksum, duration_ms = EXCLUDED.duration_ms,
+                        applied_by = EXCLUDED.applied_by, applied_at = now()""",
+                    phase,
+                    directus_version,
+                    snapshot_checksum,
+                    duration_ms,
+                    f"{socket.gethostname()}:{os.getpid()}",
+                )
+                return
+            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+                if attempt == 2:
+                    raise
+                await self._create()
+
+    async def _create(self) -> None:
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
+            if "." in self.name:
+                await self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(self.name.split('.')[0])}")
+            await self.conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {self.table} (
+                    phase text PRIMARY KEY,
+                    directus_version text NOT NULL,
+                    snapshot_checksum text,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    duration_ms integer,
+                    applied_by text)"""
+            )
