@@ -44,8 +44,9 @@ class CliResult:
 
 
 def cli_env() -> dict[str, str]:
-    """The environment for CLI steps: the supervisor's own, with colour off so the output can be parsed."""
-    return {**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1"}
+    """The environment for CLI steps: the supervisor's own, with colour off and info logging on, so the output can
+    be parsed (`No changes to apply.` is an info line: a LOG_LEVEL of warn would hide it)."""
+    return {**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1", "LOG_LEVEL": "info"}
 
 
 async def _pump(

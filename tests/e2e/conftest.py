@@ -1,0 +1,53 @@
+"""Fixtures for the end-to-end tests: the pinned Directus, and a project folder with the shipped content."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Database
+from tests.directus_env import directus_env, install_directus
+from tests.pg import free_port
+
+
+@pytest.fixture(scope="session")
+def directus_install() -> Path:
+    """The pinned Directus, installed into the cache on first use."""
+    return install_directus()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the shipped db-init/, db-init-post/ and snapshots/ (the image's /directus layout)."""
+    for name in ("db-init", "db-init-post", "snapshots"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.fixture
+def fleet(db: Database, directus_install: Path) -> Database:
+    """The test database, with Directus's settings (a free port on 127.0.0.1) in its environment."""
+    db.extra_env.update(directus_env(directus_install, free_port(), {}))
+    db.extra_env["SUPERVISOR_WAIT_TIMEOUT"] = "30"
+    return db
+
+
+async def wait_for_ping(port: int, timeout: float = 120) -> float:  # noqa: ASYNC109
+    """Seconds until GET /server/ping answers 200."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            with await asyncio.to_thread(
+                urllib.request.urlopen, f"http://127.0.0.1:{port}/server/ping", None, 1
+            ) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"/server/ping on port {port} did not answer within {timeout}s")

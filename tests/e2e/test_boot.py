@@ -1,0 +1,146 @@
+"""End to end: the real Directus and a real Postgres, through the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from pathlib import Path
+
+import asyncpg
+import yaml
+
+from tests.conftest import Database, finish, start_supervisor, supervise
+from tests.e2e.conftest import wait_for_ping
+
+CONSTRAINTS = {
+    "organization_users_org_user_unique",
+    "organization_vehicles_org_vehicle_unique",
+    "organization_devices_org_device_unique",
+    "event_participation_event_vehicle_unique",
+}
+
+
+async def test_fresh_database_boots_then_warm_boot_skips_directus_steps(
+    fleet: Database, conn: asyncpg.Connection, project: Path
+):
+    """Fresh database → `run` → /server/ping answers → the post-schema constraints exist on the real junction
+    tables → SIGTERM → Directus's status passed on. A second boot runs no Directus CLI step at all."""
+    proc = await start_supervisor("run", env=fleet.env(), cwd=project)
+    await wait_for_ping(int(fleet.extra_env["PORT"]))
+    names = {r["conname"] for r in await conn.fetch("SELECT conname FROM pg_constraint WHERE contype = 'u'")}
+    assert names >= CONSTRAINTS
+    assert await conn.fetchval("SELECT count(*) FROM directus_users WHERE email = 'admin@example.com'") == 1
+    proc.send_signal(signal.SIGTERM)
+    first = await finish(proc, timeout=30)
+    assert first.code == 143, first.stderr  # Directus re-raises SIGTERM after its clean shutdown
+    assert first.events("signal.forwarded")[0]["signal"] == "SIGTERM"
+    assert first.events("directus.exited")[0]["exit_code"] == 143
+    outcomes = first.events("supervisor.finished")[0]["outcomes"]
+    assert outcomes == {"pre-schema": "applied", "schema-apply": "applied", "post-schema": "applied",
+                        "bootstrap": "skipped"}  # fmt: skip
+
+    second = await supervise("migrate", env=fleet.env(), cwd=project)
+    assert second.code == 0, second.stderr
+    assert second.events("directus.step_started") == []
+    assert set(second.events("supervisor.finished")[0]["outcomes"].values()) == {"skipped"}
+
+
+async def test_three_replicas_migrate_together_where_directus_alone_fails(
+    fleet: Database, pg, project: Path, directus_install: Path
+):
+    """Three `migrate` processes started together on a fresh database all succeed, each step once. Three bare
+    `directus bootstrap` started together on another fresh database trip over each other (directus#23707)."""
+    procs = [await start_supervisor("migrate", env=fleet.env(), cwd=project) for _ in range(3)]
+    results = await asyncio.gather(*(finish(p, timeout=240) for p in procs))
+    assert [r.code for r in results] == [0, 0, 0], [r.stderr[-3000:] for r in results if r.code]
+    applied = [e for r in results for e in r.events("step.applied") if e["phase"] == "schema-apply"]
+    assert len(applied) == 1
+    boots = [e for r in results for e in r.events("bootstrap.running")]
+    assert len(boots) == 1
+
+    admin = await asyncpg.connect(pg.dsn())
+    raw_db = f"{fleet.name}_raw"
+    await admin.execute(f'CREATE DATABASE "{raw_db}"')
+    try:
+        env = {**fleet.env(DB_DATABASE=raw_db), "LOG_LEVEL": "info"}
+        cli = env["SUPERVISOR_DIRECTUS_CMD"].split()
+        raw = [
+            await asyncio.create_subprocess_exec(*cli, "bootstrap", env=env, stdin=subprocess.DEVNULL,
+                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(3)
+        ]  # fmt: skip
+        codes = [await asyncio.wait_for(p.wait(), 120) for p in raw]
+        assert any(code != 0 for code in codes), f"all three bare bootstraps succeeded this time: {codes}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{raw_db}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_destructive_snapshot_is_refused_with_data_intact_then_applied_when_allowed(
+    fleet: Database, conn: asyncpg.Connection, project: Path
+):
+    """A snapshot that drops a populated column exits 7, lists the item with its row count and changes nothing;
+    with SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA it is applied."""
+    assert (await supervise("migrate", env=fleet.env(), cwd=project, timeout=240)).code == 0
+    await conn.execute("INSERT INTO vehicles (plate, name) VALUES ('B-FL 1', 'Van 1'), ('B-FL 2', 'Van 2')")
+    snap = project / "snapshots" / "schema.yaml"
+    data = yaml.safe_load(snap.read_text())
+    data["fields"] = [f for f in data["fields"] if (f["collection"], f["field"]) != ("vehicles", "name")]
+    snap.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    r = await supervise("migrate", env=fleet.env(), cwd=project, timeout=240)
+    assert r.code == 7, r.stderr
+    assert r.failure["error_code"] == "SCHEMA_DESTRUCTIVE"
+    assert "Delete field vehicles.name: drops the column (2 row(s) hold data)" in r.failure["error"]
+    assert await conn.fetchval("SELECT count(name) FROM vehicles") == 2
+
+    r = await supervise(
+        "migrate", env=fleet.env(SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA="1"), cwd=project, timeout=240
+    )
+    assert r.code == 0, r.stderr
+    assert r.events("schema.destructive_allowed")
+    cols = {
+        c["column_name"]
+        for c in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'vehicles'"
+        )
+    }
+    assert "name" not in cols and "plate" in cols
+
+
+async def test_snapshot_for_another_vendor_or_version_is_refused(
+    fleet: Database, conn: asyncpg.Connection, project: Path
+):
+    """A MySQL snapshot, or one from another Directus version, exits 7 before Directus touches the schema."""
+    snap = project / "snapshots" / "schema.yaml"
+    original = snap.read_text()
+    snap.write_text(original.replace("vendor: postgres", "vendor: mysql", 1))
+    r = await supervise("migrate", "--only", "schema-apply", env=fleet.env(), cwd=project)
+    assert (r.code, r.failure["error_code"]) == (7, "SNAPSHOT_VENDOR")
+    snap.write_text(original.replace("directus: 12.4.0", "directus: 11.9.0", 1))
+    r = await supervise("migrate", "--only", "schema-apply", env=fleet.env(), cwd=project)
+    assert (r.code, r.failure["error_code"]) == (7, "SNAPSHOT_VERSION")
+    assert "Directus 11.9.0" in r.failure["error"] and "Directus 12.4.0" in r.failure["error"]
+    assert await conn.fetchval("SELECT to_regclass('vehicles')") is None
+
+
+async def test_schema_apply_on_an_uninstalled_database_is_never_reported_as_success(
+    fleet: Database, conn: asyncpg.Connection, project: Path
+):
+    """Bare `directus schema apply` on an empty database exits 0 having applied nothing; the supervisor's
+    schema-apply bootstraps first and verifies, so the collections really exist afterwards."""
+    env = {**fleet.env(), "LOG_LEVEL": "info"}
+    cli = env["SUPERVISOR_DIRECTUS_CMD"].split()
+    bare = await asyncio.create_subprocess_exec(
+        *cli, "schema", "apply", "--yes", str(project / "snapshots" / "schema.yaml"),
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(bare.communicate(), 120)
+    assert bare.returncode == 0 and b"isn't installed" in out  # the lie
+    assert await conn.fetchval("SELECT to_regclass('vehicles')") is None
+
+    r = await supervise("migrate", "--only", "schema-apply", env=fleet.env(), cwd=project, timeout=240)
+    assert r.code == 0, r.stderr
+    assert await conn.fetchval("SELECT to_regclass('vehicles')") is not None
+    assert r.events("bootstrap.running")[0]["reason"] == "Directus is not installed on this database"
