@@ -65,9 +65,8 @@ def m2m(parent: str, alias: str, junction_name: str, other: str) -> list[tuple[s
 def api(base: str, path: str, body: Any = None, token: str | None = None) -> Any:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        f"{base}/{path}", method="POST" if data else "GET", data=data, headers=headers
-    )  # noqa: S310
+    url = f"{base}/{path}"
+    req = urllib.request.Request(url, method="POST" if data else "GET", data=data, headers=headers)  # noqa: S310
     with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (an http:// URL on 127.0.0.1)
         return json.loads(resp.read() or b"null")
 
