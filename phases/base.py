@@ -62,5 +62,6 @@ class Phase(Protocol):
         """Apply the steps in order, recording each; yield each step once it is done, with fields for its log line
         (`duration_ms` at least). Stop at the first failure by raising, after yielding what was done."""
 
-    async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
-        """Read-only state for `status`; takes no lock and writes nothing."""
+    async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
+        """Read-only state for `status`, or with `deep` for `plan` (may ask Directus for a dry-run); takes no lock
+        and changes nothing."""

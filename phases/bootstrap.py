@@ -136,7 +136,7 @@ class BootstrapPhase:
         for step in steps:
             yield step, await run_bootstrap(ctx, self.install, getattr(step, "reason", ""))
 
-    async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
+    async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
         """Whether bootstrap would run, and what was recorded."""
         from supervisor.log import get_logger
 

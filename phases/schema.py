@@ -78,20 +78,22 @@ class SchemaPhase:
 
     async def pending(self, ctx: PhaseContext) -> Sequence[Step]:
         """Nothing when this snapshot was applied with this Directus version (the warm-boot skip)."""
-        version = await self.install.version(ctx.log)
-        done = await StateTable(ctx.conn, ctx.settings.tracking_table).get(self.name)
-        installed = await ctx.conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL")
-        if ctx.settings.force:
-            reason = "forced (SUPERVISOR_FORCE)"
-        elif done is None or not installed:
-            reason = "no snapshot applied yet"
-        elif done.snapshot_checksum != self.snapshot.checksum:
-            reason = "the snapshot changed"
-        elif done.directus_version != version:
-            reason = f"Directus {done.directus_version} -> {version}"
-        else:
-            return []
-        return [NamedStep(self.snapshot.path.name, reason)]
+        reason = await self._reason(ctx.conn, await self.install.version(ctx.log))
+        return [NamedStep(self.snapshot.path.name, reason)] if reason else []
+
+    async def _reason(self, conn: asyncpg.Connection, version: str) -> str | None:
+        """Why the phase must run, or None for the warm-boot skip."""
+        done = await StateTable(conn, self.settings.tracking_table).get(self.name)
+        installed = await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL")
+        if self.settings.force:
+            return "forced (SUPERVISOR_FORCE)"
+        if done is None or not installed:
+            return "no snapshot applied yet"
+        if done.snapshot_checksum != self.snapshot.checksum:
+            return "the snapshot changed"
+        if done.directus_version != version:
+            return f"Directus {done.directus_version} -> {version}"
+        return None
 
     async def apply(
         self, ctx: PhaseContext, steps: Sequence[Step]
@@ -143,22 +145,47 @@ class SchemaPhase:
             "snapshot (was it made by another Directus version, or from a database missing these collections?)."
         )
 
-    async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
-        """The recorded apply against the current snapshot and Directus."""
+    async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
+        """The recorded apply against the current snapshot and Directus; with `deep`, the dry-run diff too."""
         from supervisor.log import get_logger
 
+        log = get_logger()
         done = await StateTable(conn, self.settings.tracking_table).get(self.name)
-        version = await self.install.version(get_logger())
-        current = done is not None and done.snapshot_checksum == self.snapshot.checksum
-        return {
+        version = await self.install.version(log)
+        reason = await self._reason(conn, version)
+        out: dict[str, Any] = {
             "phase": self.name,
             "snapshot": str(self.settings.snapshot),
             "snapshot_checksum": self.snapshot.checksum,
             "applied_checksum": done.snapshot_checksum if done else None,
             "applied_with": done.directus_version if done else None,
             "directus_version": version,
-            "state": "up to date" if current and done and done.directus_version == version else "pending",
+            "state": "up to date" if reason is None else "pending",
+            "would_run": reason,
         }
+        if deep and reason is not None:
+            out.update(await self._plan(conn, version, log))
+        return out
+
+    async def _plan(self, conn: asyncpg.Connection, version: str, log: Any) -> dict[str, Any]:
+        try:
+            check_fit(self.snapshot, version, force=self.settings.force)
+        except SchemaRefusal as e:
+            return {"refusal": e.message}
+        if not await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL"):
+            return {"diff": None, "note": "Directus is not installed yet: bootstrap runs first, then every "
+                    "collection of the snapshot is created"}  # fmt: skip
+        diff = await dry_run(self.settings, self.snapshot, log)
+        changes = [
+            {
+                "change": c.describe(),
+                "destructive": c.destructive_reason,
+                "rows_at_risk": await _rows_at_risk(conn, c),
+            }
+            for c in diff.changes
+        ]
+        refused = bool(diff.destructive) and not self.settings.allow_destructive_schema
+        return {"diff": changes, "refused": refused}
 
 
 async def _rows_at_risk(conn: asyncpg.Connection, change: Change) -> str:

@@ -284,7 +284,7 @@ class SqlPhase:
             )
         return MigrationFailed(_sql_error_message(f, stmt, e, outcome, offset), error_code="SQL_ERROR")
 
-    async def report(self, conn: asyncpg.Connection) -> dict[str, Any]:
+    async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
         """Applied, pending, changed, half-applied and orphaned files of this phase."""
         rows = await Ledger(conn, self.tracking_table).read() or {}
         mine = self.folders.files()[self.name]

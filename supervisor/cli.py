@@ -256,9 +256,9 @@ async def _dispatch(
         code = await start_directus(settings, child, log, replace=args.exec)
         log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=code)
         return code
-    if args.verb == "status":
-        report = await collect_status(settings, list(phases.values()), log)
-        _print_status(report, as_json=args.json)
+    if args.verb in ("status", "plan"):
+        report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
+        (_print_plan if args.verb == "plan" else _print_status)(report, as_json=args.json)
         return 0
     raise ConfigError(f"`{args.verb}` is not built yet in this version", error_code="VERB_NOT_BUILT")
 
@@ -285,6 +285,37 @@ def _print_status(report: dict[str, Any], *, as_json: bool) -> None:
                 details.append(f"  {c:<13} {p['phase']:<12} {name}")
     out = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "") + "\n"
     sys.stdout.write(out)
+
+
+def _print_plan(report: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out: list[str] = []
+    for p in report["phases"]:
+        if "error" in p:
+            out.append(f"{p['phase']:<14}cannot tell: {p['error']}")
+        elif "pending" in p:
+            problems = [f"{len(p[k])} {k.replace('_', '-')}" for k in ("changed", "half_applied") if p[k]]
+            head = f"{len(p['pending'])} file(s) to apply" if p["pending"] else "nothing to apply"
+            out.append(
+                f"{p['phase']:<14}{head}" + (f"; refused first: {', '.join(problems)}" if problems else "")
+            )
+            out += [f"{'':<16}{name}" for name in p["pending"]]
+        elif not p.get("would_run"):
+            out.append(f"{p['phase']:<14}nothing to do")
+        else:
+            out.append(f"{p['phase']:<14}runs: {p['would_run']}")
+            if p.get("refusal"):
+                out.append(f"{'':<16}REFUSED: {p['refusal']}")
+            if p.get("note"):
+                out.append(f"{'':<16}{p['note']}")
+            for c in p.get("diff") or []:
+                mark = f"  ! {c['destructive']}{c['rows_at_risk']}" if c["destructive"] else ""
+                out.append(f"{'':<16}{c['change']}{mark}")
+            if p.get("refused"):
+                out.append(f"{'':<16}REFUSED without SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA (exit 7)")
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 def _phase_summary(p: dict[str, Any]) -> str:

@@ -70,18 +70,18 @@ async def _run_one(
 
 
 async def collect_status(
-    settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger
+    settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger, *, deep: bool = False
 ) -> dict[str, Any]:
-    """Each phase's read-only report; takes no lock and writes nothing."""
+    """Each phase's read-only report (`deep`: what `migrate` would do); takes no lock and writes nothing."""
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:
-        reports = [await _report(phase, conn) for phase in phases]
+        reports = [await _report(phase, conn, deep) for phase in phases]
     return {"tracking_table": settings.tracking_table, "phases": reports}
 
 
-async def _report(phase: Phase, conn: asyncpg.Connection) -> dict[str, Any]:
+async def _report(phase: Phase, conn: asyncpg.Connection, deep: bool) -> dict[str, Any]:
     # One phase that cannot tell (no snapshot, no Directus here) must not hide the others.
     try:
-        return await phase.report(conn)
+        return await phase.report(conn, deep=deep)
     except SupervisorError as e:
         return {"phase": phase.name, "error": e.message.split("\n", 1)[0]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 from pathlib import Path
@@ -44,6 +45,28 @@ async def test_fresh_database_boots_then_warm_boot_skips_directus_steps(
     assert second.code == 0, second.stderr
     assert second.events("directus.step_started") == []
     assert set(second.events("supervisor.finished")[0]["outcomes"].values()) == {"skipped"}
+
+    status = json.loads((await supervise("status", "--json", env=fleet.env(), cwd=project)).stdout)
+    by_phase = {p["phase"]: p for p in status["phases"]}
+    assert by_phase["schema-apply"]["state"] == "up to date"
+    assert by_phase["schema-apply"]["applied_with"] == "12.4.0"
+    assert (
+        by_phase["bootstrap"]["bootstrapped_version"] == "12.4.0"
+        and by_phase["bootstrap"]["would_run"] is None
+    )
+
+
+async def test_plan_on_a_fresh_database_changes_nothing(
+    fleet: Database, conn: asyncpg.Connection, project: Path
+):
+    """`plan` lists the pending SQL files, says bootstrap runs first, and leaves the database untouched."""
+    r = await supervise("plan", env=fleet.env(), cwd=project)
+    assert r.code == 0, r.stderr
+    assert "001_positions.sql" in r.stdout
+    assert "bootstrap runs first" in r.stdout
+    assert "runs: Directus is not installed on this database" in r.stdout
+    tables = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+    assert tables == 0
 
 
 async def test_three_replicas_migrate_together_where_directus_alone_fails(
@@ -88,6 +111,13 @@ async def test_destructive_snapshot_is_refused_with_data_intact_then_applied_whe
     data = yaml.safe_load(snap.read_text())
     data["fields"] = [f for f in data["fields"] if (f["collection"], f["field"]) != ("vehicles", "name")]
     snap.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    plan = await supervise("plan", "--json", env=fleet.env(), cwd=project, timeout=240)
+    assert plan.code == 0, plan.stderr
+    schema = next(p for p in json.loads(plan.stdout)["phases"] if p["phase"] == "schema-apply")
+    assert schema["refused"] is True
+    assert {"change": "Delete field vehicles.name", "destructive": "drops the column",
+            "rows_at_risk": " (2 row(s) hold data)"} in schema["diff"]  # fmt: skip
 
     r = await supervise("migrate", env=fleet.env(), cwd=project, timeout=240)
     assert r.code == 7, r.stderr
