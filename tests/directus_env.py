@@ -3,11 +3,20 @@ environment that runs it on 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import json
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["ADMIN_EMAIL", "ADMIN_PASSWORD", "directus_cli", "directus_env", "install_directus"]
+__all__ = [
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
+    "directus_cli",
+    "directus_env",
+    "install_directus",
+    "make_project",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_EMAIL = "admin@example.com"
@@ -27,7 +36,18 @@ def directus_cli(install: Path) -> str:
     return f"node {install / 'node_modules' / '@directus' / 'api' / 'dist' / 'cli' / 'run.js'}"
 
 
-def directus_env(install: Path, port: int, db: dict[str, str]) -> dict[str, str]:
+def make_project(dest: Path) -> Path:
+    """A project folder laid out like the image's /directus: the shipped content, a package.json (Directus looks
+    for package extensions there), uploads/ and extensions/."""
+    for name in ("db-init", "db-init-post", "snapshots"):
+        shutil.copytree(ROOT / name, dest / name)
+    (dest / "package.json").write_text(json.dumps({"name": "fleet", "private": True}))
+    (dest / "uploads").mkdir()
+    (dest / "extensions").mkdir()
+    return dest
+
+
+def directus_env(install: Path, port: int, db: dict[str, str], project: Path | None = None) -> dict[str, str]:
     """Directus's own settings for a local run: loopback only, no telemetry, a first admin."""
     return {
         **db,
@@ -42,7 +62,10 @@ def directus_env(install: Path, port: int, db: dict[str, str]) -> dict[str, str]
         "LOG_LEVEL": "warn",
         "CACHE_ENABLED": "false",
         "RATE_LIMITER_ENABLED": "false",
-        "STORAGE_LOCAL_ROOT": str(install / "uploads"),
-        "EXTENSIONS_PATH": str(install / "extensions"),
+        **(
+            {"STORAGE_LOCAL_ROOT": str(project / "uploads"), "EXTENSIONS_PATH": str(project / "extensions")}
+            if project
+            else {}
+        ),
         "NODE_OPTIONS": "--max-old-space-size=1024",
     }

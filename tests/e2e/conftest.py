@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Database
-from tests.directus_env import directus_env, install_directus
+from tests.conftest import Database
+from tests.directus_env import directus_env, install_directus, make_project
 from tests.pg import free_port
 
 
@@ -23,16 +22,14 @@ def directus_install() -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the shipped db-init/, db-init-post/ and snapshots/ (the image's /directus layout)."""
-    for name in ("db-init", "db-init-post", "snapshots"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    return tmp_path
+    """A copy of the shipped db-init/, db-init-post/ and snapshots/ in the image's /directus layout."""
+    return make_project(tmp_path / "directus")
 
 
 @pytest.fixture
-def fleet(db: Database, directus_install: Path) -> Database:
+def fleet(db: Database, directus_install: Path, project: Path) -> Database:
     """The test database, with Directus's settings (a free port on 127.0.0.1) in its environment."""
-    db.extra_env.update(directus_env(directus_install, free_port(), {}))
+    db.extra_env.update(directus_env(directus_install, free_port(), {}, project))
     db.extra_env["SUPERVISOR_WAIT_TIMEOUT"] = "30"
     return db
 
