@@ -24,6 +24,7 @@ from supervisor.state import StateTable
 __all__ = ["BOOTSTRAP_LOCK", "BootstrapPhase", "DirectusInstall", "NamedStep", "ensure_bootstrapped"]
 
 BOOTSTRAP_LOCK = 4
+NOT_INSTALLED = "Directus is not installed on this database"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class DirectusInstall:
 async def bootstrap_reason(conn: asyncpg.Connection, state: StateTable, version: str) -> str | None:
     """Why `directus bootstrap` must run now, or None when this version is bootstrapped here already."""
     if not await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL"):
-        return "Directus is not installed on this database"
+        return NOT_INSTALLED
     done = await state.get("bootstrap")
     if done is None:
         return "no bootstrap recorded by the supervisor yet"
@@ -97,16 +98,21 @@ async def run_bootstrap(ctx: PhaseContext, install: DirectusInstall, reason: str
     return {"duration_ms": result.duration_ms, "directus_version": version}
 
 
-async def ensure_bootstrapped(ctx: PhaseContext, install: DirectusInstall) -> None:
-    """Bootstrap first if needed, under the bootstrap lock (nested in the caller's), so it happens exactly once."""
+async def ensure_bootstrapped(ctx: PhaseContext, install: DirectusInstall) -> bool:
+    """Bootstrap first if needed, under the bootstrap lock (nested in the caller's), so it happens exactly once.
+
+    Returns True when this call installed Directus on an empty database (so no user collection exists yet).
+    """
     state = StateTable(ctx.conn, ctx.settings.tracking_table)
     version = await install.version(ctx.log)
     if await bootstrap_reason(ctx.conn, state, version) is None:
-        return
+        return False
     async with advisory_lock(ctx.conn, "bootstrap", BOOTSTRAP_LOCK, ctx.settings.lock_timeout, ctx.log):
         reason = await bootstrap_reason(ctx.conn, state, version)  # re-read under the lock
-        if reason is not None:
-            await run_bootstrap(ctx, install, reason)
+        if reason is None:
+            return False
+        await run_bootstrap(ctx, install, reason)
+        return reason == NOT_INSTALLED
 
 
 class BootstrapPhase:

@@ -106,13 +106,27 @@ class SchemaPhase:
         snap = self.snapshot
         version = await self.install.version(ctx.log)
         check_fit(snap, version, force=ctx.settings.force)
-        await ensure_bootstrapped(ctx, self.install)
-        diff = await dry_run(ctx.settings, snap, ctx.log)
-        fields: dict[str, Any] = {"changes": len(diff.changes), "directus_version": version}
-        if not diff.empty:
-            if diff.destructive and not ctx.settings.allow_destructive_schema:
-                raise SchemaRefusal(await self._refusal(ctx.conn, diff), error_code="SCHEMA_DESTRUCTIVE")
-            for change in diff.destructive:
+        fresh = await ensure_bootstrapped(ctx, self.install)
+        if fresh:
+            # Just installed on an empty database: there is nothing to drop, so skip the guard's dry-run (one
+            # Node start, about 3 s of a cold boot). The verification dry-run below still runs.
+            diff = None
+            ctx.log.info(
+                "schema.fresh_database", hint="nothing to destroy; applying without the guard's dry-run"
+            )
+        else:
+            diff = await dry_run(ctx.settings, snap, ctx.log)
+        fields: dict[str, Any] = {
+            "changes": len(diff.changes) if diff else "all",
+            "directus_version": version,
+        }
+        if diff is None or not diff.empty:
+            destructive = diff.destructive if diff else []
+            if destructive and not ctx.settings.allow_destructive_schema:
+                raise SchemaRefusal(
+                    await self._refusal(ctx.conn, destructive), error_code="SCHEMA_DESTRUCTIVE"
+                )
+            for change in destructive:
                 ctx.log.warning("schema.destructive_allowed", change=change.describe())
             result = await run_cli(
                 ctx.settings, ["schema", "apply", "--yes", str(snap.path.absolute())], ctx.log
@@ -133,10 +147,9 @@ class SchemaPhase:
         await StateTable(ctx.conn, ctx.settings.tracking_table).put(self.name, version, snap.checksum, 0)
         return fields
 
-    async def _refusal(self, conn: asyncpg.Connection, diff: Diff) -> str:
+    async def _refusal(self, conn: asyncpg.Connection, destructive: list[Change]) -> str:
         lines = [
-            f"  - {c.describe()}: {c.destructive_reason}{await _rows_at_risk(conn, c)}"
-            for c in diff.destructive
+            f"  - {c.describe()}: {c.destructive_reason}{await _rows_at_risk(conn, c)}" for c in destructive
         ]
         return (
             f"{self.snapshot.path}: applying this snapshot would destroy data, so nothing was applied:\n"
