@@ -33,7 +33,7 @@ def test_other_vendor_is_refused_even_when_forced(tmp_path):
 def test_other_version_is_refused_unless_forced(tmp_path):
     """Another Directus version is refused with the fix; --force lets it through."""
     s = _snap(tmp_path, GOOD.replace("12.4.0", "12.3.1"))
-    with pytest.raises(SchemaRefusal, match="made by Directus 12.3.1, this is Directus 12.4.0"):
+    with pytest.raises(SchemaRefusal, match=r"made by Directus 12\.3\.1, this is Directus 12\.4\.0"):
         check_fit(s, "12.4.0", force=False)
     check_fit(s, "12.4.0", force=True)
 
