@@ -1,0 +1,99 @@
+"""Starting Directus (a stand-in here) and signals during a Directus CLI step, with a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+
+from tests.conftest import ROOT, Database, Layout, finish, start_supervisor, supervise
+
+STANDIN = f"{sys.executable} {ROOT / 'tests' / 'standin.py'}"
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def _wait_for(path: Path, text: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if text in await asyncio.to_thread(_read, path):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+async def test_run_only_start_needs_no_database_and_passes_the_exit_status_on(layout: Layout, tmp_path: Path):
+    """`run --only start` reads no DB_* settings and touches no database; Directus's exit code is the
+    supervisor's."""
+    env = {"SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_EXIT_NOW": "7", "SUPERVISOR_LOG_FORMAT": "json",
+           "STANDIN_LOG": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"}  # fmt: skip
+    r = await supervise("run", "--only", "start", env=env, cwd=layout.root)
+    assert r.code == 7, r.stderr
+    assert r.events("db.connected") == []
+    assert r.events("directus.exited")[0]["exit_code"] == 7
+
+
+async def test_term_and_int_reach_directus_and_its_signal_status_comes_back(layout: Layout, tmp_path: Path):
+    """SIGTERM and SIGINT sent to the supervisor are forwarded to Directus; a Directus ended by signal N makes
+    the supervisor exit 128+N."""
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        log = tmp_path / f"log-{sig.name}"
+        env = {"SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_LOG": str(log), "SUPERVISOR_LOG_FORMAT": "json",
+               "PATH": "/usr/bin:/bin"}  # fmt: skip
+        proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+        await _wait_for(log, "pid ")
+        proc.send_signal(sig)
+        r = await finish(proc, timeout=20)
+        assert r.code == code, r.stderr
+        assert f"signal {sig.name}" in log.read_text()
+        assert r.events("signal.forwarded")[0]["signal"] == sig.name
+
+
+async def test_a_directus_that_ignores_term_is_killed_after_the_stop_timeout(layout: Layout, tmp_path: Path):
+    """After forwarding SIGTERM, SUPERVISOR_STOP_TIMEOUT later the child is SIGKILLed (exit 137)."""
+    log = tmp_path / "log"
+    env = {"SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_LOG": str(log), "STANDIN_IGNORE_TERM": "1",
+           "SUPERVISOR_STOP_TIMEOUT": "1", "SUPERVISOR_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    await _wait_for(log, "ignoring SIGTERM")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=20)
+    assert r.code == 137, r.stderr
+    assert 0.9 < time.monotonic() - t0 < 6
+    assert r.events("directus.killed")
+
+
+async def test_exec_replaces_the_process(layout: Layout, tmp_path: Path):
+    """`--exec` replaces the supervisor with Directus: same pid, its exit status directly."""
+    log = tmp_path / "log"
+    env = {"SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_LOG": str(log), "STANDIN_EXIT_NOW": "5",
+           "SUPERVISOR_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    proc = await start_supervisor("run", "--only", "start", "--exec", env=env, cwd=layout.root)
+    r = await finish(proc)
+    assert r.code == 5
+    assert log.read_text().startswith(f"pid {proc.pid} ")
+    assert r.events("directus.exec")
+
+
+async def test_term_during_a_directus_cli_step_stops_it_and_records_nothing(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+):
+    """A signal while `directus bootstrap` runs is forwarded to it; the supervisor exits 143, the bootstrap is not
+    recorded and the lock is free."""
+    log = tmp_path / "log"
+    env = db.env(SUPERVISOR_DIRECTUS_CMD=STANDIN, STANDIN_LOG=str(log), STANDIN_EXIT="0")
+    proc = await start_supervisor("migrate", "--only", "bootstrap", env=env, cwd=layout.root)
+    await _wait_for(log, "bootstrap")
+    proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=20)
+    assert r.code == 143, r.stderr
+    assert "signal SIGTERM" in log.read_text()
+    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
