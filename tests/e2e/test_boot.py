@@ -46,6 +46,17 @@ async def test_fresh_database_boots_then_warm_boot_skips_directus_steps(
     assert second.events("directus.step_started") == []
     assert set(second.events("supervisor.finished")[0]["outcomes"].values()) == {"skipped"}
 
+    # A Directus upgrade (simulated: the records say 12.3.1) runs bootstrap, whose migrations it needs, and
+    # re-applies the snapshot; both under their locks, both verified.
+    await conn.execute("UPDATE supervisor_state SET directus_version = '12.3.1'")
+    upgraded = await supervise("migrate", env=fleet.env(), cwd=project, timeout=240)
+    assert upgraded.code == 0, upgraded.stderr
+    assert (
+        upgraded.events("bootstrap.running")[0]["reason"]
+        == "Directus 12.3.1 -> 12.4.0: its migrations must run"
+    )
+    assert upgraded.events("supervisor.finished")[0]["outcomes"]["schema-apply"] == "applied"
+
     status = json.loads((await supervise("status", "--json", env=fleet.env(), cwd=project)).stdout)
     by_phase = {p["phase"]: p for p in status["phases"]}
     assert by_phase["schema-apply"]["state"] == "up to date"
