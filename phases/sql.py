@@ -8,7 +8,6 @@ instead of being silently re-run.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import asyncpg
 
 from phases.base import PhaseContext, Step
 from phases.sql_batch import CREATE_PROGRESS, PROGRESS, Batch, batches
+from phases.sql_errors import half_applied_message, sql_error_message
 from supervisor.db import is_connection_loss, lost_connection
 from supervisor.errors import IntegrityRefusal, MigrationFailed
 from supervisor.ledger import APPLIED, FAILED, Ledger, Row
@@ -29,9 +29,7 @@ from supervisor.sqlfile import (
     check_collisions,
     checksum_matches,
     list_sql_files,
-    location,
     require_folder,
-    snippet,
 )
 
 __all__ = ["SqlFolders", "SqlPhase"]
@@ -107,7 +105,7 @@ class SqlPhase:
         if half:
             f, row = half[0]
             raise IntegrityRefusal(
-                _half_applied_message(f, row, self.tracking_table), error_code="HALF_APPLIED"
+                half_applied_message(f, row, self.tracking_table), error_code="HALF_APPLIED"
             )
         if changed:
             lines = [f"  {f.path}: applied as {row.checksum}, now {f.checksum}" for f, row in changed]
@@ -282,7 +280,7 @@ class SqlPhase:
                 " If that table is created by the Directus snapshot, the statement belongs in the post-schema "
                 "folder (SUPERVISOR_DB_INIT_POST_DIR), which runs after schema-apply."
             )
-        return MigrationFailed(_sql_error_message(f, stmt, e, outcome, offset), error_code="SQL_ERROR")
+        return MigrationFailed(sql_error_message(f, stmt, e, outcome, offset), error_code="SQL_ERROR")
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
         """Applied, pending, changed, half-applied and orphaned files of this phase."""
@@ -321,10 +319,6 @@ def _ms(t0: float) -> int:
     return round((time.monotonic() - t0) * 1000)
 
 
-_DO_LINE = re.compile(r"PL/pgSQL function inline_code_block line (\d+)")
-_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-
-
 async def _rollback(conn: asyncpg.Connection) -> None:
     """End a failed or interrupted transaction; a dead connection has already ended it."""
     if conn.is_closed():
@@ -334,50 +328,3 @@ async def _rollback(conn: asyncpg.Connection) -> None:
             await conn.execute("ROLLBACK")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             conn.terminate()  # the server rolls back when the session ends
-
-
-def _error_offset(f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, offset: int | None) -> int:
-    """Where in the file the error is: Postgres's position in the statement, else the failing line of a DO block,
-    else the statement's start."""
-    if offset is not None:
-        return stmt.offset + min(max(offset, 0), len(stmt.sql))
-    in_do = _DO_LINE.search(getattr(e, "context", None) or "")
-    body = _DOLLAR_QUOTE.search(stmt.sql) if in_do and stmt.sql[:2].upper() == "DO" else None
-    if in_do and body:
-        offset = stmt.offset + body.end()  # line 1 of the block is the line of its opening $$
-        for _ in range(int(in_do.group(1)) - 1):
-            offset = f.text.find("\n", offset) + 1
-        while offset < len(f.text) and f.text[offset] in " \t":
-            offset += 1
-        return offset
-    return stmt.offset
-
-
-def _sql_error_message(
-    f: SqlFile, stmt: Statement, e: asyncpg.PostgresError, outcome: str, offset_in_stmt: int | None
-) -> str:
-    offset = _error_offset(f, stmt, e, offset_in_stmt)
-    parts = [
-        f"{f.path}:{location(f.text, offset)}: ERROR {e.sqlstate}: {e.args[0] if e.args else e}",
-        snippet(f.text, offset),
-    ]
-    for label in ("detail", "hint", "context"):
-        value = getattr(e, label, None)
-        if value:
-            parts.append(f"{label.upper()}: {value}")
-    parts.append(outcome)
-    return "\n".join(parts)
-
-
-def _half_applied_message(f: SqlFile, row: Row, table: str) -> str:
-    done, total = row.statements_done or 0, row.statements_total or "?"
-    return (
-        f"{f.path} is half-applied: it is a no-transaction file and only {done} of {total} statements were recorded "
-        f"as committed (status {row.status!r}) before the run that applied it stopped. It is not re-run "
-        "automatically, because its committed statements would run twice. To resolve it:\n"
-        f"  1. Check what statement {done + 1} onwards did in the database (a failed CREATE INDEX CONCURRENTLY "
-        "leaves an INVALID index: SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; drop it).\n"
-        f"  2a. To run the whole file again: DELETE FROM {table} WHERE filename = '{f.name}';\n"
-        f"  2b. If you completed it by hand: UPDATE {table} SET status = 'applied' WHERE filename = '{f.name}';\n"
-        "Nothing else was applied in this run."
-    )

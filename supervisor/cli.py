@@ -5,16 +5,15 @@ and turns every outcome into one final log line and a documented exit code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from supervisor import log as logsetup
-from supervisor.errors import ConfigError, Interrupted, SupervisorError
+from supervisor.errors import ConfigError, SupervisorError
 from supervisor.settings import Settings
+from supervisor.signals import run_routed
 
 __all__ = ["build_parser", "main"]
 
@@ -148,7 +147,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logsetup.add_secrets(settings.secrets())
         for event, fields in settings.warnings:
             log.warning(event, **fields)
-        result = _run_async(
+        result = run_routed(
             lambda child: _dispatch(args, names, settings, child, log), settings.stop_timeout, log
         )
     except SupervisorError as e:
@@ -175,72 +174,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return result
 
 
-def _run_async(work: Callable[[Any], Awaitable[int]], stop_timeout: float, log: Any) -> int:
-    """Run `work(child)` on anyio's asyncio backend with SIGTERM/SIGINT routed: while Directus runs they are
-    forwarded to it (SIGKILL after `stop_timeout`); before that they cancel the boot cleanly (`Interrupted`)."""
-    import anyio
-
-    from phases.start import Child
-
-    child = Child()
-    received: list[int] = []
-
-    async def kill_after(proc: Any) -> None:
-        await anyio.sleep(stop_timeout)
-        if proc.returncode is None:
-            log.warning("directus.killed", pid=proc.pid, stop_timeout_s=stop_timeout)
-            proc.kill()
-
-    async def wrapper() -> int:
-        result = 0
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            try:
-                async with anyio.create_task_group() as tg:
-
-                    async def watch() -> None:
-                        async for signum in signals:
-                            proc = child.process
-                            if proc is not None and proc.returncode is None:
-                                proc.send_signal(signum)
-                                log.info("signal.forwarded", signal=signal.Signals(signum).name, pid=proc.pid)
-                                if not child.stopping:
-                                    child.stopping = True
-                                    tg.start_soon(kill_after, proc)
-                                continue
-                            received.append(signum)
-                            tg.cancel_scope.cancel()
-                            return
-
-                    tg.start_soon(watch)
-                    result = await work(child)
-                    tg.cancel_scope.cancel()
-            except BaseExceptionGroup as group:
-                raise _first_error(group) from None
-        if received:
-            raise Interrupted(received[0], signal.Signals(received[0]).name)
-        return result
-
-    return anyio.run(wrapper)
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report from a task group: our own first, else the first of any kind."""
-    flat: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        e = stack.pop(0)
-        if isinstance(e, BaseExceptionGroup):
-            stack[:0] = list(e.exceptions)
-        else:
-            flat.append(e)
-    ours = [e for e in flat if isinstance(e, SupervisorError)]
-    return (ours or flat)[0]
-
-
 async def _dispatch(
     args: argparse.Namespace, names: list[str], settings: Settings, child: Any, log: Any
 ) -> int:
     from phases.registry import build_phases
+    from supervisor.report import print_plan, print_status
     from supervisor.runner import collect_status, run_phases
 
     phases = build_phases(settings)
@@ -258,70 +196,6 @@ async def _dispatch(
         return code
     if args.verb in ("status", "plan"):
         report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
-        (_print_plan if args.verb == "plan" else _print_status)(report, as_json=args.json)
+        (print_plan if args.verb == "plan" else print_status)(report, as_json=args.json)
         return 0
     raise ConfigError(f"`{args.verb}` is not built yet in this version", error_code="VERB_NOT_BUILT")
-
-
-def _print_status(report: dict[str, Any], *, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        return
-    cols = ("applied", "pending", "changed", "half_applied", "orphaned")
-    lines = [f"{'PHASE':<14}" + "".join(f"{c.upper():>14}" for c in cols)]
-    details: list[str] = []
-    for p in report["phases"]:
-        if "applied" not in p:
-            lines.append(f"{p['phase']:<14}  {_phase_summary(p)}")
-            continue
-        lines.append(f"{p['phase']:<14}" + "".join(f"{len(p[c]):>14}" for c in cols))
-        for c in cols[1:]:
-            for item in p[c]:
-                name = (
-                    item["file"] + f" ({item['done']}/{item['total']} statements)"
-                    if isinstance(item, dict)
-                    else item
-                )
-                details.append(f"  {c:<13} {p['phase']:<12} {name}")
-    out = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "") + "\n"
-    sys.stdout.write(out)
-
-
-def _print_plan(report: dict[str, Any], *, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        return
-    out: list[str] = []
-    for p in report["phases"]:
-        if "error" in p:
-            out.append(f"{p['phase']:<14}cannot tell: {p['error']}")
-        elif "pending" in p:
-            problems = [f"{len(p[k])} {k.replace('_', '-')}" for k in ("changed", "half_applied") if p[k]]
-            head = f"{len(p['pending'])} file(s) to apply" if p["pending"] else "nothing to apply"
-            out.append(
-                f"{p['phase']:<14}{head}" + (f"; refused first: {', '.join(problems)}" if problems else "")
-            )
-            out += [f"{'':<16}{name}" for name in p["pending"]]
-        elif not p.get("would_run"):
-            out.append(f"{p['phase']:<14}nothing to do")
-        else:
-            out.append(f"{p['phase']:<14}runs: {p['would_run']}")
-            if p.get("refusal"):
-                out.append(f"{'':<16}REFUSED: {p['refusal']}")
-            if p.get("note"):
-                out.append(f"{'':<16}{p['note']}")
-            for c in p.get("diff") or []:
-                mark = f"  ! {c['destructive']}{c['rows_at_risk']}" if c["destructive"] else ""
-                out.append(f"{'':<16}{c['change']}{mark}")
-            if p.get("refused"):
-                out.append(f"{'':<16}REFUSED without SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA (exit 7)")
-    sys.stdout.write("\n".join(out) + "\n")
-
-
-def _phase_summary(p: dict[str, Any]) -> str:
-    if "error" in p:
-        return f"unknown: {p['error']}"
-    if p["phase"] == "bootstrap":
-        would = p.get("would_run")
-        return f"would run: {would}" if would else f"done for Directus {p.get('bootstrapped_version')}"
-    return f"{p.get('state')} (snapshot {p.get('snapshot')}, Directus {p.get('directus_version')})"

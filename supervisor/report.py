@@ -1,0 +1,75 @@
+"""Rendering `status` and `plan` for people (a table) and for tools (`--json` on stdout, alone)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+__all__ = ["print_plan", "print_status"]
+
+
+def print_status(report: dict[str, Any], *, as_json: bool) -> None:
+    """`status`: a table of file counts per SQL phase, a line per Directus phase, then the files in question."""
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    cols = ("applied", "pending", "changed", "half_applied", "orphaned")
+    lines = [f"{'PHASE':<14}" + "".join(f"{c.upper():>14}" for c in cols)]
+    details: list[str] = []
+    for p in report["phases"]:
+        if "applied" not in p:
+            lines.append(f"{p['phase']:<14}  {_phase_summary(p)}")
+            continue
+        lines.append(f"{p['phase']:<14}" + "".join(f"{len(p[c]):>14}" for c in cols))
+        for c in cols[1:]:
+            for item in p[c]:
+                name = (
+                    item["file"] + f" ({item['done']}/{item['total']} statements)"
+                    if isinstance(item, dict)
+                    else item
+                )
+                details.append(f"  {c:<13} {p['phase']:<12} {name}")
+    out = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "") + "\n"
+    sys.stdout.write(out)
+
+
+def print_plan(report: dict[str, Any], *, as_json: bool) -> None:
+    """`plan`: per phase, what `migrate` would do, with destructive schema changes marked."""
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out: list[str] = []
+    for p in report["phases"]:
+        if "error" in p:
+            out.append(f"{p['phase']:<14}cannot tell: {p['error']}")
+        elif "pending" in p:
+            problems = [f"{len(p[k])} {k.replace('_', '-')}" for k in ("changed", "half_applied") if p[k]]
+            head = f"{len(p['pending'])} file(s) to apply" if p["pending"] else "nothing to apply"
+            out.append(
+                f"{p['phase']:<14}{head}" + (f"; refused first: {', '.join(problems)}" if problems else "")
+            )
+            out += [f"{'':<16}{name}" for name in p["pending"]]
+        elif not p.get("would_run"):
+            out.append(f"{p['phase']:<14}nothing to do")
+        else:
+            out.append(f"{p['phase']:<14}runs: {p['would_run']}")
+            if p.get("refusal"):
+                out.append(f"{'':<16}REFUSED: {p['refusal']}")
+            if p.get("note"):
+                out.append(f"{'':<16}{p['note']}")
+            for c in p.get("diff") or []:
+                mark = f"  ! {c['destructive']}{c['rows_at_risk']}" if c["destructive"] else ""
+                out.append(f"{'':<16}{c['change']}{mark}")
+            if p.get("refused"):
+                out.append(f"{'':<16}REFUSED without SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA (exit 7)")
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def _phase_summary(p: dict[str, Any]) -> str:
+    if "error" in p:
+        return f"unknown: {p['error']}"
+    if p["phase"] == "bootstrap":
+        would = p.get("would_run")
+        return f"would run: {would}" if would else f"done for Directus {p.get('bootstrapped_version')}"
+    return f"{p.get('state')} (snapshot {p.get('snapshot')}, Directus {p.get('directus_version')})"
