@@ -1,9 +1,54 @@
-"""`python -m supervisor`: the container entrypoint."""
+"""`python -m supervisor` (and the `directus-supervisor` script): the container entrypoint.
+
+Before importing anything heavy it decides whether to fork-split (supervisor.pid1): `run` that ends in Directus
+(without `--exec`), and any `run`/`migrate` that is PID 1. The worker then runs the command line as usual.
+"""
 
 import os
 import sys
 
-from supervisor.cli import main
+
+def _flag(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _stop_timeout(argv: list[str]) -> float:
+    raw = _flag(argv, "--stop-timeout") or os.environ.get("SUPERVISOR_STOP_TIMEOUT") or "25"
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    unit = next((u for u in ("ms", "s", "m", "h") if raw.strip().endswith(u)), "")
+    try:
+        return float(raw.strip().removesuffix(unit) or "x") * units.get(unit, 1.0)
+    except ValueError:
+        return 25.0  # the worker reports the bad value (exit 2)
+
+
+def _fork_split_mode(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether to fork-split, and the worker's argv (`run` gets `--exec`: Directus replaces the worker)."""
+    if not argv or argv[0] not in ("run", "migrate") or "-h" in argv or "--help" in argv:
+        return False, argv
+    ends_in_start = argv[0] == "run" and all(_flag(argv, f) in (None, "start") for f in ("--only", "--until"))
+    if ends_in_start and "--exec" not in argv:
+        return True, [*argv, "--exec"]
+    return os.getpid() == 1 and "--exec" not in argv, argv
+
+
+def main() -> int:
+    """Entry point: fork-split where needed, then the command line."""
+    argv = sys.argv[1:]
+    split, worker_argv = _fork_split_mode(argv)
+    if split:
+        from supervisor.pid1 import fork_split
+
+        fork_split(_stop_timeout(argv))  # returns only in the worker
+    from supervisor.cli import main as cli_main
+
+    return cli_main(worker_argv)
+
 
 if __name__ == "__main__":
     code = main()

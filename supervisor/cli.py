@@ -147,9 +147,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logsetup.add_secrets(settings.secrets())
         for event, fields in settings.warnings:
             log.warning(event, **fields)
-        result = run_routed(
-            lambda child: _dispatch(args, names, settings, child, log), settings.stop_timeout, log
-        )
+        result = run_routed(lambda: _dispatch(args, names, settings, log), log)
     except SupervisorError as e:
         first, _, rest = e.message.partition("\n")
         if chosen == "console" and rest:
@@ -174,9 +172,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return result
 
 
-async def _dispatch(
-    args: argparse.Namespace, names: list[str], settings: Settings, child: Any, log: Any
-) -> int:
+async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settings, log: Any) -> int:
     from phases.registry import build_phases
     from supervisor.report import print_plan, print_status
     from supervisor.runner import collect_status, run_phases
@@ -189,11 +185,9 @@ async def _dispatch(
         if "start" not in names:
             log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=0)
             return 0
-        from phases.start import start_directus
+        from phases.start import exec_directus
 
-        code = await start_directus(settings, child, log, replace=args.exec)
-        log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=code)
-        return code
+        exec_directus(settings, log, outcomes=outcomes)
     if args.verb in ("status", "plan"):
         report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
         (print_plan if args.verb == "plan" else print_status)(report, as_json=args.json)

@@ -1,7 +1,9 @@
-"""Signal routing for the whole run: before Directus starts, SIGTERM/SIGINT cancel the boot cleanly (`Interrupted`,
-exit 128+N); while it runs, they are forwarded to it, with SIGKILL after the stop timeout.
+"""Signals in the worker while the phases run: SIGTERM, SIGINT, SIGHUP and SIGQUIT cancel the boot cleanly (the
+running statement is cancelled and rolled back, the lock released, a CLI step stopped) and end it with
+`Interrupted` (exit 128+N); SIGUSR1, SIGUSR2 and SIGWINCH are logged and ignored until Directus runs.
 
-One receiver serves both stages, so there is no moment without a handler.
+The fork-split parent (supervisor.pid1) blocks these signals before forking; the worker unblocks them only once
+this receiver is installed, so one that arrives during start-up is queued and acted on, never lost.
 """
 
 from __future__ import annotations
@@ -12,47 +14,40 @@ from typing import Any
 
 from supervisor.errors import Interrupted, SupervisorError
 
-__all__ = ["run_routed"]
+__all__ = ["STOPS", "run_routed"]
+
+STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+_IGNORED_UNTIL_START = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 
 
-def run_routed(work: Callable[[Any], Awaitable[int]], stop_timeout: float, log: Any) -> int:
-    """Run `work(child)` on anyio's asyncio backend with SIGTERM/SIGINT routed: while Directus runs they are
-    forwarded to it (SIGKILL after `stop_timeout`); before that they cancel the boot cleanly (`Interrupted`)."""
+def run_routed(work: Callable[[], Awaitable[int]], log: Any) -> int:
+    """Run `work()` on anyio's asyncio backend; a stopping signal cancels it and raises `Interrupted`."""
     import anyio
 
-    from phases.start import Child
-
-    child = Child()
     received: list[int] = []
-
-    async def kill_after(proc: Any) -> None:
-        await anyio.sleep(stop_timeout)
-        if proc.returncode is None:
-            log.warning("directus.killed", pid=proc.pid, stop_timeout_s=stop_timeout)
-            proc.kill()
 
     async def wrapper() -> int:
         result = 0
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(*STOPS, *_IGNORED_UNTIL_START) as signals:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {*STOPS, *_IGNORED_UNTIL_START, signal.SIGCHLD})
             try:
                 async with anyio.create_task_group() as tg:
 
                     async def watch() -> None:
                         async for signum in signals:
-                            proc = child.process
-                            if proc is not None and proc.returncode is None:
-                                proc.send_signal(signum)
-                                log.info("signal.forwarded", signal=signal.Signals(signum).name, pid=proc.pid)
-                                if not child.stopping:
-                                    child.stopping = True
-                                    tg.start_soon(kill_after, proc)
+                            if signum in _IGNORED_UNTIL_START:
+                                log.info(
+                                    "signal.ignored",
+                                    signal=signal.Signals(signum).name,
+                                    until="Directus runs",
+                                )
                                 continue
                             received.append(signum)
                             tg.cancel_scope.cancel()
                             return
 
                     tg.start_soon(watch)
-                    result = await work(child)
+                    result = await work()
                     tg.cancel_scope.cancel()
             except BaseExceptionGroup as group:
                 raise _first_error(group) from None

@@ -37,7 +37,7 @@ async def test_fresh_database_boots_then_warm_boot_skips_directus_steps(
     assert first.code == 143, first.stderr  # Directus re-raises SIGTERM after its clean shutdown
     assert first.events("signal.forwarded")[0]["signal"] == "SIGTERM"
     assert first.events("directus.exited")[0]["exit_code"] == 143
-    outcomes = first.events("supervisor.finished")[0]["outcomes"]
+    outcomes = first.events("directus.exec")[0]["outcomes"]
     assert outcomes == {"pre-schema": "applied", "schema-apply": "applied", "post-schema": "applied",
                         "bootstrap": "skipped"}  # fmt: skip
 

@@ -1,0 +1,126 @@
+"""The resident supervisor: a small stdlib-only loop that forwards signals to Directus and reaps zombies.
+
+"Fork-split": before anything else is imported, the process blocks the signals it handles (so one that arrives
+early is queued, not lost: PID 1 has no default actions) and forks. The child, the worker, unblocks them, runs the
+asyncio phases and then execs Directus, so Directus keeps the worker's pid. The parent stays behind as this loop:
+`sigwaitinfo` for the forwarded signals and SIGCHLD, `waitpid(-1)` for every zombie (its own child and orphans
+re-parented to it, as PID 1 or as a child subreaper). Because the asyncio code lives in another process, the global
+reaper cannot steal the exit statuses asyncio waits for, and the resident part costs only a bare interpreter.
+
+Imports: os, signal, sys, time only; everything heavy is imported by the worker after the fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+
+__all__ = ["FORWARDED", "fork_split"]
+
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+_STOPPING = (signal.SIGTERM, signal.SIGINT)  # after forwarding one of these, SIGKILL follows the stop timeout
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _emit(level: str, event: str, **fields: object) -> None:
+    """One log line in the supervisor's format (JSON unless console was asked for or stderr is a TTY)."""
+    fmt = os.environ.get("SUPERVISOR_LOG_FORMAT", "auto").lower()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1000000:06d}Z"
+    if fmt == "json" or (fmt != "console" and not sys.stderr.isatty()):
+        line = json.dumps({**fields, "event": event, "level": level, "timestamp": stamp})
+    else:
+        line = f"{stamp} [{level:<9}] {event:<30} " + " ".join(f"{k}={v}" for k, v in fields.items())
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
+
+
+def _subreaper() -> None:
+    # Not PID 1: become the reaper of orphaned descendants anyway (Linux >= 3.4), as tini -s does.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        _emit("warning", "pid1.no_subreaper", hint="orphaned processes will be reaped by the real init")
+
+
+def _status(wait_status: int) -> int:
+    """A shell-style exit status from a wait status: the code, or 128+N for signal N."""
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+def fork_split(stop_timeout: float) -> None:
+    """Fork; return in the worker (signals unblocked); never return in the parent, which forwards and reaps until
+    the worker (later Directus) exits, then exits with its status."""
+    handled = {*FORWARDED, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+    if os.getpid() != 1:
+        _subreaper()
+    worker = os.fork()
+    if worker == 0:
+        signal.pthread_sigmask(
+            signal.SIG_SETMASK, set()
+        )  # the worker, and Directus after exec, start unblocked
+        return
+    sys.exit(_loop(worker, handled, stop_timeout))
+
+
+def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float) -> int:
+    kill_at: float | None = None
+    info: signal.struct_siginfo | None
+    while True:
+        if kill_at is None:
+            info = signal.sigwaitinfo(handled)
+        else:
+            info = signal.sigtimedwait(handled, max(0.0, kill_at - time.monotonic()))
+            if info is None:
+                _emit("warning", "directus.killed", pid=worker, stop_timeout_s=stop_timeout)
+                _kill(worker, signal.SIGKILL)
+                kill_at = None
+                continue
+        if info.si_signo != signal.SIGCHLD:
+            name = signal.Signals(info.si_signo).name
+            _kill(worker, info.si_signo)
+            _emit("info", "signal.forwarded", signal=name, pid=worker)
+            if info.si_signo in _STOPPING and kill_at is None:
+                kill_at = time.monotonic() + stop_timeout
+            continue
+        status = _reap(worker)
+        if status is not None:
+            _emit("info", "directus.exited", pid=worker, exit_code=status)
+            _emit("info", "supervisor.finished", exit_code=status)
+            return status
+
+
+def _reap(worker: int) -> int | None:
+    """Reap every zombie; the worker's status if it was among them."""
+    status = None
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        if pid == 0:
+            return status
+        if pid == worker:
+            status = _status(wait_status)
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
