@@ -105,7 +105,7 @@ def main() -> int:
             "resident asyncio Python with the libraries",
             [sys.executable, "-c", ASYNCIO_PARENT, *CHILD.split()],
             "parent",
-        ),  # fmt: skip
+        ),
     ]
     if shutil.which("tini"):
         modes.append(("tini 0.19 -s (reference)", ["tini", "-s", "--", *CHILD.split()], "parent"))
