@@ -97,3 +97,17 @@ async def test_term_during_a_directus_cli_step_stops_it_and_records_nothing(
     assert "signal SIGTERM" in log.read_text()
     assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
     assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+async def test_a_failing_phase_means_directus_never_starts(db: Database, layout: Layout, tmp_path: Path):
+    """`run` whose pre-schema fails exits with that phase's code (4) and never starts Directus."""
+    log = tmp_path / "log"
+    layout.add("pre", "001.sql", "SELECT * FROM missing_table;")
+    (layout.root / "snapshots").mkdir()
+    (layout.root / "snapshots" / "schema.yaml").write_text("version: 1\n")
+    r = await supervise(
+        "run", env=db.env(SUPERVISOR_DIRECTUS_CMD=STANDIN, STANDIN_LOG=str(log)), cwd=layout.root
+    )
+    assert r.code == 4, r.stderr
+    assert r.events("directus.exec") == []
+    assert not log.exists()
