@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -103,6 +104,7 @@ class SchemaPhase:
             yield step, await self._apply(ctx)
 
     async def _apply(self, ctx: PhaseContext) -> dict[str, Any]:
+        t0 = time.monotonic()
         snap = self.snapshot
         version = await self.install.version(ctx.log)
         check_fit(snap, version, force=ctx.settings.force)
@@ -144,8 +146,11 @@ class SchemaPhase:
                     + "; ".join(c.describe() for c in left.changes[:10]),
                     error_code="SCHEMA_NOT_APPLIED",
                 )
-        await StateTable(ctx.conn, ctx.settings.tracking_table).put(self.name, version, snap.checksum, 0)
-        return fields
+        duration_ms = round((time.monotonic() - t0) * 1000)
+        await StateTable(ctx.conn, ctx.settings.tracking_table).put(
+            self.name, version, snap.checksum, duration_ms
+        )
+        return {**fields, "duration_ms": duration_ms}
 
     async def _refusal(self, conn: asyncpg.Connection, destructive: list[Change]) -> str:
         lines = [

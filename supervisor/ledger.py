@@ -6,12 +6,11 @@ a short transaction-level advisory lock: `CREATE TABLE IF NOT EXISTS` alone is n
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 
 import asyncpg
 
+from supervisor.db import application_name
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
 
 __all__ = ["APPLIED", "FAILED", "RUNNING", "Ledger", "Row", "quote_table"]
@@ -42,7 +41,7 @@ def _literal(value: str) -> str:
 
 
 def _applied_by() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return application_name()  # host:pid, as the session shows in pg_stat_activity
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,11 @@ snapshot checksum. A warm boot whose snapshot and Directus are unchanged skips t
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 
 import asyncpg
 
+from supervisor.db import application_name
 from supervisor.ledger import quote_table
 from supervisor.lock import CLASSID, LEDGER_OBJID
 
@@ -61,7 +60,7 @@ class StateTable:
                     directus_version,
                     snapshot_checksum,
                     duration_ms,
-                    f"{socket.gethostname()}:{os.getpid()}",
+                    application_name(),
                 )
                 return
             except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
