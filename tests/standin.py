@@ -69,7 +69,9 @@ def main() -> int:
         if signum in _NOTED:
             return
         if "STANDIN_EXIT" in os.environ:
-            signal.signal(signum, signal.SIG_IGN)  # like Directus: a repeated signal during shutdown is ignored
+            signal.signal(
+                signum, signal.SIG_IGN
+            )  # like Directus: a repeated signal during shutdown is ignored
             sys.exit(int(os.environ["STANDIN_EXIT"]))
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

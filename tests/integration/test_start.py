@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from tests.conftest import ROOT, Database, Layout, finish, start_supervisor, supervise
 
@@ -111,3 +112,43 @@ async def test_a_failing_phase_means_directus_never_starts(db: Database, layout:
     assert r.code == 4, r.stderr
     assert r.events("directus.exec") == []
     assert not log.exists()
+
+
+SNAPSHOT = "version: 1\ndirectus: 12.4.0\nvendor: postgres\ncollections: []\nfields: []\nsystemFields: []\nrelations: []\n"
+
+
+@pytest.mark.parametrize("phase", ["pre-schema", "schema-apply", "post-schema", "bootstrap"])
+async def test_term_during_each_phase(
+    phase: str, db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+):
+    """SIGTERM in the middle of each phase: exit 143 within seconds, nothing recorded, no lock left, and the
+    next boot of that phase is clean (SQL phases: a sleeping statement; Directus phases: a stand-in CLI step)."""
+    log = tmp_path / "log"
+    folder = "pre" if phase == "pre-schema" else "post"
+    layout.add(folder, "001.sql", "CREATE TABLE t (id int);\nSELECT pg_sleep(60);")
+    (layout.root / "snapshots").mkdir()
+    (layout.root / "snapshots" / "schema.yaml").write_text(SNAPSHOT)
+    env = db.env(SUPERVISOR_DIRECTUS_CMD=STANDIN, STANDIN_LOG=str(log), STANDIN_EXIT="0")
+    proc = await start_supervisor("migrate", "--only", phase, env=env, cwd=layout.root)
+    if phase.endswith("-schema"):
+        deadline = time.monotonic() + 20
+        while not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' "
+                                      "AND pid <> pg_backend_pid()"):  # fmt: skip
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    else:
+        await _wait_for(log, "bootstrap")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=20)
+    assert r.code == 143, r.stderr
+    assert time.monotonic() - t0 < 8
+    assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    assert await conn.fetchval("SELECT to_regclass('t')") is None
+    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    if phase.endswith("-schema"):
+        (layout.root / f"db-init{'' if folder == 'pre' else '-post'}" / "001.sql").write_text(
+            "CREATE TABLE t ();"
+        )
+        again = await supervise("migrate", "--only", phase, env=env, cwd=layout.root)
+        assert again.code == 0, again.stderr
