@@ -5,13 +5,14 @@ and turns every outcome into one final log line and a documented exit code.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from supervisor import log as logsetup
-from supervisor.errors import ConfigError, SupervisorError
+from supervisor.errors import SupervisorError
 from supervisor.settings import Settings
 from supervisor.signals import run_routed
 
@@ -192,4 +193,19 @@ async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settin
         report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
         (print_plan if args.verb == "plan" else print_status)(report, as_json=args.json)
         return 0
-    raise ConfigError(f"`{args.verb}` is not built yet in this version", error_code="VERB_NOT_BUILT")
+    from supervisor.lint import lint
+
+    findings = lint(settings)
+    errors = sum(f.severity == "error" for f in findings)
+    if args.json:
+        payload = {
+            "findings": [f.as_dict() for f in findings],
+            "errors": errors,
+            "warnings": len(findings) - errors,
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        lines = [f.render() for f in findings]
+        lines.append(f"{errors} error(s), {len(findings) - errors} warning(s)")
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 1 if errors else 0

@@ -1,0 +1,255 @@
+"""`lint`: offline checks of the SQL folders and the snapshot, no database and no Directus.
+
+Findings (one per line, `file:line:col: severity: message`):
+- syntax errors, from the real Postgres parser (pglast);
+- phase ordering: a pre-schema statement that touches a table the snapshot creates, or a `directus_*` table, runs
+  before schema-apply and fails on a fresh database (the bug this project was born from): error; a post-schema
+  statement on a table that neither the snapshot nor a pre-schema file creates: warning;
+- a statement that cannot run in a transaction, in a file without `-- supervisor: no-transaction`: error;
+- integrity: the same file name in both folders, non-UTF-8 or empty files (errors), non-.sql files (warning);
+- the snapshot: parses, vendor `postgres`, `systemFields` where its Directus version needs them.
+Exit status: 0 without errors (warnings are printed but pass), 1 with errors, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from supervisor.errors import SupervisorError
+from supervisor.settings import Settings
+from supervisor.snapshot import load_snapshot, parse_version
+from supervisor.sqlfile import SqlFile, list_sql_files, location
+
+__all__ = ["Finding", "lint"]
+
+_SYSTEM_FIELDS_SINCE = (11, 13, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One finding, located."""
+
+    file: str
+    line: int
+    col: int
+    severity: str  # error | warning
+    message: str
+
+    def render(self) -> str:
+        """`file:line:col: severity: message`."""
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """For `--json`."""
+        return asdict(self)
+
+
+@dataclass
+class _Parsed:
+    file: SqlFile
+    stmts: list[Any]  # pglast RawStmt nodes
+
+
+def _at(f: SqlFile, offset: int, severity: str, message: str) -> Finding:
+    line, col = (int(x) for x in location(f.text, offset).split(":"))
+    return Finding(str(f.path), line, col, severity, message)
+
+
+def lint(settings: Settings) -> list[Finding]:
+    """Every finding for the configured folders and snapshot, in file order."""
+    findings: list[Finding] = []
+    folders = {"pre-schema": settings.db_init_dir, "post-schema": settings.db_init_post_dir}
+    parsed: dict[str, list[_Parsed]] = {}
+    for phase, folder in folders.items():
+        if not folder.is_dir():
+            findings.append(Finding(str(folder), 1, 1, "error", f"the {phase} folder does not exist"))
+            parsed[phase] = []
+            continue
+        for other in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix != ".sql"):
+            findings.append(
+                Finding(str(other), 1, 1, "warning", "not a .sql file: the supervisor ignores it")
+            )
+        parsed[phase] = [p for f in list_sql_files(folder) if (p := _parse(f, findings))]
+    both = {p.file.name for p in parsed["pre-schema"]} & {p.file.name for p in parsed["post-schema"]}
+    for p in parsed["post-schema"]:
+        if p.file.name in both:
+            findings.append(Finding(str(p.file.path), 1, 1, "error", f"{p.file.name} is in both SQL folders; the "
+                                    "tracking table is keyed by file name, so rename one"))  # fmt: skip
+    snapshot_tables = _snapshot_tables(settings, findings)
+    pre_created = {t for p in parsed["pre-schema"] for t in _created(p)}
+    post_created = {t for p in parsed["post-schema"] for t in _created(p)}
+    for p in parsed["pre-schema"] + parsed["post-schema"]:
+        _transactions(p, findings)
+    for p in parsed["pre-schema"]:
+        for name, offset, what in _references(p):
+            if name in pre_created:
+                continue
+            if name.startswith("directus_") or (snapshot_tables is not None and name in snapshot_tables):
+                source = (
+                    "a Directus system table" if name.startswith("directus_") else "created by the snapshot"
+                )
+                findings.append(_at(p.file, offset, "error", (
+                    f"{what} references table {name} ({source}), but pre-schema runs before schema-apply, so on a "
+                    f"fresh database it does not exist yet: move this statement to the post-schema folder "
+                    f"({settings.db_init_post_dir})")))  # fmt: skip
+    if snapshot_tables is not None:
+        known = snapshot_tables | pre_created | post_created
+        for p in parsed["post-schema"]:
+            for name, offset, what in _references(p):
+                if name not in known and not name.startswith("directus_"):
+                    findings.append(_at(p.file, offset, "warning", (
+                        f"{what} references table {name}, which neither the snapshot nor a pre-schema file "
+                        "creates")))  # fmt: skip
+    return sorted(findings, key=lambda f: (f.file, f.line, f.col))
+
+
+def _parse(f: SqlFile, findings: list[Finding]) -> _Parsed | None:
+    from pglast import parse_sql
+    from pglast.parser import ParseError
+
+    try:
+        text = f.text
+    except SupervisorError as e:
+        findings.append(Finding(str(f.path), 1, 1, "error", e.message.split(": ", 1)[-1]))
+        return None
+    try:
+        stmts = list(parse_sql(text))
+    except ParseError as e:
+        offset = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], int) else 0
+        findings.append(_at(f, offset, "error", f"syntax error: {e.args[0]}"))
+        return None
+    if not stmts:
+        findings.append(
+            Finding(str(f.path), 1, 1, "error", "the file has no SQL statement; delete it or add one")
+        )
+    return _Parsed(f, stmts)
+
+
+def _snapshot_tables(settings: Settings, findings: list[Finding]) -> set[str] | None:
+    """Tables the snapshot creates (collections with a schema), or None when it cannot be read."""
+    path = settings.snapshot
+    try:
+        snap = load_snapshot(path)
+        data = snap.data
+    except SupervisorError as e:
+        where = e.message.split(": ", 1)[0] if e.message.startswith(str(path)) else str(path)
+        parts = where.split(":")
+        line, col = (int(parts[1]), int(parts[2])) if len(parts) == 3 else (1, 1)
+        findings.append(Finding(str(path), line, col, "error", e.message.split(": ", 1)[-1]))
+        return None
+    if snap.vendor != "postgres":
+        findings.append(
+            Finding(str(path), 1, 1, "error", f"vendor is {snap.vendor or '(none)'!r}, not 'postgres'")
+        )
+    try:
+        needs = parse_version(snap.directus) >= _SYSTEM_FIELDS_SINCE
+    except ValueError:
+        needs = False
+        findings.append(Finding(str(path), 1, 1, "warning", "no `directus` version in the snapshot"))
+    if needs and not snap.has_system_fields:
+        findings.append(Finding(str(path), 1, 1, "error", f"Directus {snap.directus} snapshots need `systemFields`; "
+                                "without it schema-apply would drop the system tables' indexes"))  # fmt: skip
+    return {
+        str(c["collection"]).lower() for c in data["collections"] if isinstance(c, dict) and c.get("schema")
+    }
+
+
+def _name(schema: str | None, rel: str | None) -> str | None:
+    return rel.lower() if rel and schema in (None, "public") else None
+
+
+def _created(p: _Parsed) -> set[str]:
+    from pglast import ast
+
+    out: set[str] = set()
+    for raw in p.stmts:
+        s: Any = raw.stmt
+        rel: Any = None
+        if isinstance(s, ast.CreateStmt):
+            rel = s.relation
+        elif isinstance(s, ast.CreateTableAsStmt) and s.into is not None:
+            rel = s.into.rel
+        elif isinstance(s, ast.ViewStmt):
+            rel = s.view
+        if rel is not None and (name := _name(rel.schemaname, rel.relname)):
+            out.add(name)
+    return out
+
+
+def _references(p: _Parsed) -> list[tuple[str, int, str]]:
+    """(table, offset, statement kind) for every table a statement touches, except the one it creates."""
+    from pglast import ast
+    from pglast.enums import ObjectType
+    from pglast.visitors import Visitor
+
+    found: list[tuple[str, int, str]] = []
+
+    class _Refs(Visitor):
+        def __init__(self, raw: Any) -> None:
+            self.raw = raw
+            self.kind = _kind(raw.stmt)
+            self.created = raw.stmt.relation if isinstance(raw.stmt, ast.CreateStmt) else None
+
+        def visit_RangeVar(self, _ancestors: Any, node: Any) -> None:
+            if node is not self.created and (name := _name(node.schemaname, node.relname)):
+                found.append(
+                    (name, node.location if node.location >= 0 else self.raw.stmt_location, self.kind)
+                )
+
+    for raw in p.stmts:
+        stmt: Any = raw.stmt
+        _Refs(raw)(stmt)
+        if isinstance(stmt, ast.CommentStmt) and stmt.objtype in (
+            ObjectType.OBJECT_TABLE,
+            ObjectType.OBJECT_COLUMN,
+        ):
+            parts: Any = stmt.object
+            names = [s.sval for s in parts]
+            names = names[:-1] if stmt.objtype == ObjectType.OBJECT_COLUMN else names
+            schema, table = (names[0], names[1]) if len(names) == 2 else (None, names[-1])
+            if name := _name(schema, table):
+                found.append((name, raw.stmt_location, _kind(stmt)))
+    return found
+
+
+def _kind(stmt: Any) -> str:
+    names = {
+        "AlterTableStmt": "ALTER TABLE", "IndexStmt": "CREATE INDEX", "CreateTrigStmt": "CREATE TRIGGER",
+        "CommentStmt": "COMMENT ON", "InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE",
+        "CreateStmt": "CREATE TABLE (foreign key)", "SelectStmt": "SELECT", "ViewStmt": "CREATE VIEW",
+    }  # fmt: skip
+    return names.get(type(stmt).__name__, type(stmt).__name__)
+
+
+def _no_transaction_reason(stmt: Any) -> str | None:
+    from pglast import ast
+
+    if isinstance(stmt, ast.IndexStmt) and stmt.concurrent:
+        return "CREATE INDEX CONCURRENTLY"
+    if isinstance(stmt, ast.DropStmt) and stmt.concurrent:
+        return "DROP INDEX CONCURRENTLY"
+    if isinstance(stmt, ast.ReindexStmt) and any(
+        getattr(o, "defname", "") == "concurrently" for o in stmt.params or ()
+    ):
+        return "REINDEX CONCURRENTLY"
+    simple = {
+        "VacuumStmt": "VACUUM/ANALYZE", "AlterSystemStmt": "ALTER SYSTEM", "CreatedbStmt": "CREATE DATABASE",
+        "DropdbStmt": "DROP DATABASE", "CreateTableSpaceStmt": "CREATE TABLESPACE",
+        "DropTableSpaceStmt": "DROP TABLESPACE",
+    }  # fmt: skip
+    name = simple.get(type(stmt).__name__)
+    if name == "VACUUM/ANALYZE" and not stmt.is_vacuumcmd:
+        return None  # ANALYZE alone runs fine in a transaction
+    return name
+
+
+def _transactions(p: _Parsed, findings: list[Finding]) -> None:
+    if p.file.no_transaction:
+        return
+    for raw in p.stmts:
+        reason = _no_transaction_reason(raw.stmt)
+        if reason:
+            findings.append(_at(p.file, raw.stmt_location, "error", (
+                f"{reason} cannot run inside a transaction; put `-- supervisor: no-transaction` on the file's first "
+                "line (the supervisor then runs its statements one by one, recording progress)")))  # fmt: skip
