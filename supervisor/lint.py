@@ -97,7 +97,7 @@ def lint(settings: Settings) -> list[Finding]:
         known = snapshot_tables | pre_created | post_created
         for p in parsed["post-schema"]:
             for name, offset, what in _references(p):
-                if name not in known and not name.startswith("directus_"):
+                if name not in known and not name.startswith(("directus_", "pg_")):
                     findings.append(_at(p.file, offset, "warning", (
                         f"{what} references table {name}, which neither the snapshot nor a pre-schema file "
                         "creates")))  # fmt: skip
@@ -178,39 +178,105 @@ def _created(p: _Parsed) -> set[str]:
 
 
 def _references(p: _Parsed) -> list[tuple[str, int, str]]:
-    """(table, offset, statement kind) for every table a statement touches, except the one it creates."""
+    """(table, offset, statement kind) for every table a statement touches, except the one it creates: names in
+    FROM/ON/REFERENCES/INTO..., `'name'::regclass` casts, COMMENT ON targets, and the same inside DO blocks."""
     from pglast import ast
     from pglast.enums import ObjectType
-    from pglast.visitors import Visitor
 
     found: list[tuple[str, int, str]] = []
-
-    class _Refs(Visitor):
-        def __init__(self, raw: Any) -> None:
-            self.raw = raw
-            self.kind = _kind(raw.stmt)
-            self.created = raw.stmt.relation if isinstance(raw.stmt, ast.CreateStmt) else None
-
-        def visit_RangeVar(self, _ancestors: Any, node: Any) -> None:
-            if node is not self.created and (name := _name(node.schemaname, node.relname)):
-                found.append(
-                    (name, node.location if node.location >= 0 else self.raw.stmt_location, self.kind)
-                )
-
     for raw in p.stmts:
         stmt: Any = raw.stmt
-        _Refs(raw)(stmt)
+        kind = _kind(stmt)
+        created = stmt.relation if isinstance(stmt, ast.CreateStmt) else None
+        for name, loc in _tables_in(stmt, created):
+            found.append((name, loc if loc >= 0 else raw.stmt_location, kind))
         if isinstance(stmt, ast.CommentStmt) and stmt.objtype in (
             ObjectType.OBJECT_TABLE,
             ObjectType.OBJECT_COLUMN,
         ):
             parts: Any = stmt.object
-            names = [s.sval for s in parts]
+            names: list[str] = [s.sval for s in parts]
             names = names[:-1] if stmt.objtype == ObjectType.OBJECT_COLUMN else names
-            schema, table = (names[0], names[1]) if len(names) == 2 else (None, names[-1])
-            if name := _name(schema, table):
-                found.append((name, raw.stmt_location, _kind(stmt)))
+            schema: str | None = names[0] if len(names) == 2 else None
+            if name := _name(schema, names[-1]):
+                found.append((name, raw.stmt_location, kind))
+        if isinstance(stmt, ast.DoStmt):
+            found += _in_do_block(p.file, raw)
     return found
+
+
+def _tables_in(tree: Any, created: Any = None) -> list[tuple[str, int]]:
+    """Table names (with their offset in the parsed text) in a statement's tree."""
+    from pglast import ast
+    from pglast.visitors import Visitor
+
+    out: list[tuple[str, int]] = []
+
+    class _Refs(Visitor):
+        def visit_RangeVar(self, _ancestors: Any, node: Any) -> None:
+            if node is not created and (name := _name(node.schemaname, node.relname)):
+                out.append((name, node.location))
+
+        def visit_TypeCast(self, _ancestors: Any, node: Any) -> None:
+            type_name = node.typeName.names[-1].sval if node.typeName and node.typeName.names else ""
+            value = getattr(node.arg, "val", None) if isinstance(node.arg, ast.A_Const) else None
+            if type_name == "regclass" and isinstance(value, ast.String) and value.sval:
+                schema, _, table = value.sval.rpartition(".")
+                if name := _name(schema or None, table):
+                    out.append((name, node.location))
+
+    _Refs()(tree)
+    return out
+
+
+def _in_do_block(f: SqlFile, raw: Any) -> list[tuple[str, int, str]]:
+    """Tables touched by the SQL inside a DO block's PL/pgSQL, located on the line that uses them."""
+    from pglast import parse_plpgsql, parse_sql
+
+    text = f.text[raw.stmt_location : raw.stmt_location + raw.stmt_len]
+    try:
+        tree = parse_plpgsql(text + ";")
+    except Exception:  # noqa: BLE001 (a body pglast cannot read is Postgres's to judge at run time)
+        return []
+    first_line = f.text.count("\n", 0, raw.stmt_location)
+    found: list[tuple[str, int, str]] = []
+
+    def walk(node: Any, lineno: int) -> None:
+        if isinstance(node, dict):
+            lineno = node.get("lineno", lineno)
+            expr = node.get("PLpgSQL_expr")
+            if isinstance(expr, dict) and isinstance(expr.get("query"), str):
+                query = expr["query"] if expr.get("parseMode", 0) == 0 else f"SELECT {expr['query']}"
+                stmts: Any
+                try:
+                    stmts = parse_sql(query)
+                except Exception:  # noqa: BLE001 (PL/pgSQL variables can make a fragment unparsable alone)
+                    stmts = ()
+                for s in stmts:
+                    for name, _ in _tables_in(s.stmt, getattr(s.stmt, "relation", None) if _kind(s.stmt) ==
+                                              "CREATE TABLE (foreign key)" else None):  # fmt: skip
+                        found.append(
+                            (name, _line_offset(f, first_line + lineno - 1, name), f"{_kind(s.stmt)} in DO")
+                        )
+            for value in node.values():
+                walk(value, lineno)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, lineno)
+
+    walk(tree, 1)
+    return found
+
+
+def _line_offset(f: SqlFile, line_index: int, name: str) -> int:
+    """Offset of `name` on 0-based line `line_index` (or of the line's first non-blank character)."""
+    start = 0
+    for _ in range(line_index):
+        start = f.text.find("\n", start) + 1
+    end = f.text.find("\n", start)
+    line = f.text[start : end if end >= 0 else len(f.text)]
+    col = line.find(name)
+    return start + (col if col >= 0 else len(line) - len(line.lstrip()))
 
 
 def _kind(stmt: Any) -> str:

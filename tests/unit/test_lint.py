@@ -99,6 +99,20 @@ def test_every_kind_of_reference_in_pre_schema(project: Project):
     assert "directus_settings (a Directus system table)" in found[6]
 
 
+def test_statements_inside_do_blocks_are_checked(project: Project):
+    """The seed's guarded form (a DO block with `'t'::regclass` and ALTER TABLE inside) is caught, at the lines
+    that use the table; system catalogs in post-schema are not warned about."""
+    project.pre("001.sql", (
+        "DO $$\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_constraint\n"
+        "                 WHERE conrelid = 'organization_users'::regclass) THEN\n"
+        "    ALTER TABLE organization_users ADD CONSTRAINT u UNIQUE (a, b);\n  END IF;\nEND $$;\n"
+    ))  # fmt: skip
+    project.post("101.sql", "DO $$ BEGIN PERFORM 1 FROM pg_constraint; END $$;")
+    found = project.lint()
+    assert [line.split(": error: ")[0] for line in found] == ["db-init/001.sql:3:3", "db-init/001.sql:5:17"]
+    assert found[1].split(": error: ")[1].startswith("ALTER TABLE in DO references table organization_users")
+
+
 def test_tables_of_other_schemas_and_pre_created_tables_pass(project: Project):
     """A table in another schema, or one pre-schema creates (like positions), is not the snapshot's."""
     project.pre(
