@@ -198,8 +198,8 @@ def _references(p: _Parsed) -> list[tuple[str, int, str]]:
             names: list[str] = [s.sval for s in parts]
             names = names[:-1] if stmt.objtype == ObjectType.OBJECT_COLUMN else names
             schema: str | None = names[0] if len(names) == 2 else None
-            if name := _name(schema, names[-1]):
-                found.append((name, raw.stmt_location, kind))
+            if target := _name(schema, names[-1]):
+                found.append((target, raw.stmt_location, kind))
         if isinstance(stmt, ast.DoStmt):
             found += _in_do_block(p.file, raw)
     return found
