@@ -39,5 +39,5 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
 
         raise ConfigError(
             f"cannot start Directus with `{' '.join(argv)}`: {e.strerror}; check SUPERVISOR_DIRECTUS_CMD",
-            error_code="DIRECTUS_NOT_FOUND",
+            error_code="DIRECTUS_CMD_INVALID",
         ) from e
