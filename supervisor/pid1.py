@@ -37,7 +37,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 def _emit(level: str, event: str, **fields: object) -> None:
     """One log line in the supervisor's format (JSON unless console was asked for or stderr is a TTY)."""
     fmt = os.environ.get("SUPERVISOR_LOG_FORMAT", "auto").lower()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1000000:06d}Z"
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1e6) % 1000000:06d}Z"
     if fmt == "json" or (fmt != "console" and not sys.stderr.isatty()):
         line = json.dumps({**fields, "event": event, "level": level, "timestamp": stamp})
     else:
