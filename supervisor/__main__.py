@@ -18,6 +18,7 @@ def _flag(argv: list[str], name: str) -> str | None:
 
 
 def _stop_timeout(argv: list[str]) -> float:
+    # A small copy of settings.parse_duration: importing supervisor.settings here would grow the resident parent.
     raw = _flag(argv, "--stop-timeout") or os.environ.get("SUPERVISOR_STOP_TIMEOUT") or "25"
     units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
     unit = next((u for u in ("ms", "s", "m", "h") if raw.strip().endswith(u)), "")

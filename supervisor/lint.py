@@ -18,12 +18,10 @@ from typing import Any
 
 from supervisor.errors import SupervisorError
 from supervisor.settings import Settings
-from supervisor.snapshot import load_snapshot, parse_version
+from supervisor.snapshot import load_snapshot, needs_system_fields, parse_version
 from supervisor.sqlfile import SqlFile, list_sql_files, location
 
 __all__ = ["Finding", "lint"]
-
-_SYSTEM_FIELDS_SINCE = (11, 13, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +141,10 @@ def _snapshot_tables(settings: Settings, findings: list[Finding]) -> set[str] | 
             Finding(str(path), 1, 1, "error", f"vendor is {snap.vendor or '(none)'!r}, not 'postgres'")
         )
     try:
-        needs = parse_version(snap.directus) >= _SYSTEM_FIELDS_SINCE
+        parse_version(snap.directus)
     except ValueError:
-        needs = False
         findings.append(Finding(str(path), 1, 1, "warning", "no `directus` version in the snapshot"))
-    if needs and not snap.has_system_fields:
+    if needs_system_fields(snap.directus) and not snap.has_system_fields:
         findings.append(Finding(str(path), 1, 1, "error", f"Directus {snap.directus} snapshots need `systemFields`; "
                                 "without it schema-apply would drop the system tables' indexes"))  # fmt: skip
     return {

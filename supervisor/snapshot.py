@@ -11,7 +11,7 @@ from typing import Any
 from supervisor.errors import ConfigError, SchemaRefusal
 from supervisor.sqlfile import SqlFile
 
-__all__ = ["Snapshot", "check_fit", "load_snapshot", "parse_version"]
+__all__ = ["Snapshot", "check_fit", "load_snapshot", "needs_system_fields", "parse_version"]
 
 _SYSTEM_FIELDS_SINCE = (11, 13, 0)  # Directus PR #25127: snapshots list indexed system fields from here on
 
@@ -96,6 +96,14 @@ def _json(text: str) -> Any:
     return json.loads(text)
 
 
+def needs_system_fields(version: str) -> bool:
+    """Whether a snapshot for Directus `version` must list `systemFields` (else applying drops system indexes)."""
+    try:
+        return parse_version(version) >= _SYSTEM_FIELDS_SINCE
+    except ValueError:
+        return False
+
+
 def check_fit(snapshot: Snapshot, installed: str, *, force: bool) -> None:
     """Refuse (exit 7) a snapshot for another vendor, another Directus version (unless forced), or one without
     `systemFields` on a Directus that would then drop the indexes of its system tables."""
@@ -113,11 +121,7 @@ def check_fit(snapshot: Snapshot, installed: str, *, force: bool) -> None:
             "apply it anyway.",
             error_code="SNAPSHOT_VERSION",
         )
-    try:
-        needs_system_fields = parse_version(installed) >= _SYSTEM_FIELDS_SINCE
-    except ValueError:
-        needs_system_fields = False
-    if needs_system_fields and not snapshot.has_system_fields:
+    if needs_system_fields(installed) and not snapshot.has_system_fields:
         raise SchemaRefusal(
             f"{snapshot.path}: the snapshot has no `systemFields`, so Directus {installed} would drop the indexes "
             "of its system tables (directus_activity, directus_revisions, ...). Re-make it with "

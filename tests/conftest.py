@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -223,3 +224,21 @@ async def finish(proc: asyncio.subprocess.Process, timeout: float = 60) -> Resul
 async def supervise(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> Result:  # noqa: ASYNC109
     """Run the supervisor to completion."""
     return await finish(await start_supervisor(*args, env=env, cwd=cwd), timeout)
+
+
+STANDIN = f"{sys.executable} {ROOT / 'tests' / 'standin.py'}"  # the stand-in Directus CLI (tests/standin.py)
+
+
+def _read_or_empty(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def wait_for_text(path: Path, text: str, timeout: float = 20) -> str:  # noqa: ASYNC109
+    """The file's content once `text` appears in it (a stand-in's log, say)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = await asyncio.to_thread(_read_or_empty, path)
+        if text in content:
+            return content
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {path}: {_read_or_empty(path)!r}")

@@ -9,14 +9,11 @@ import os
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Layout, finish, start_supervisor
-
-STANDIN = f"{sys.executable} {ROOT / 'tests' / 'standin.py'}"
+from tests.conftest import ROOT, STANDIN, Layout, finish, start_supervisor, wait_for_text
 
 
 def _env(log: Path, **extra: str) -> dict[str, str]:
@@ -24,28 +21,14 @@ def _env(log: Path, **extra: str) -> dict[str, str]:
             "PATH": "/usr/bin:/bin", **extra}  # fmt: skip
 
 
-def _read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
-async def _wait_for(path: Path, text: str) -> str:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        content = await asyncio.to_thread(_read, path)
-        if text in content:
-            return content
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared in {path}: {_read(path)!r}")
-
-
 async def test_every_signal_is_forwarded_to_directus(layout: Layout, tmp_path: Path):
     """HUP, QUIT, USR1, USR2 and WINCH reach Directus and leave it running; TERM then stops it (143)."""
     log = tmp_path / "log"
     proc = await start_supervisor("run", "--only", "start", env=_env(log), cwd=layout.root)
-    await _wait_for(log, "ready")
+    await wait_for_text(log, "ready")
     for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
         proc.send_signal(sig)
-        await _wait_for(log, f"signal {sig.name}")
+        await wait_for_text(log, f"signal {sig.name}")
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
     assert r.code == 143, r.stderr
@@ -58,7 +41,7 @@ async def test_a_second_term_does_not_double_kill(layout: Layout, tmp_path: Path
     """Two TERMs in a row are both forwarded; Directus's own exit status (0 here) comes back, no SIGKILL."""
     log = tmp_path / "log"
     proc = await start_supervisor("run", "--only", "start", env=_env(log, STANDIN_EXIT="0"), cwd=layout.root)
-    await _wait_for(log, "ready")
+    await wait_for_text(log, "ready")
     proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
@@ -73,7 +56,7 @@ async def test_directus_starts_with_a_clean_signal_state(layout: Layout, tmp_pat
     cmd = f"sh -c 'grep -E \"^Sig(Blk|Ign)\" /proc/$$/status > {log}; echo ready >> {log}; exec sleep 30'"
     proc = await start_supervisor("run", "--only", "start", env=_env(log, SUPERVISOR_DIRECTUS_CMD=cmd),
                                   cwd=layout.root)  # fmt: skip
-    content = await _wait_for(log, "ready")
+    content = await wait_for_text(log, "ready")
     proc.send_signal(signal.SIGTERM)
     await finish(proc, timeout=20)
     fields = dict(line.split(":\t") for line in content.splitlines() if ":\t" in line)
@@ -89,7 +72,7 @@ async def test_orphans_are_reaped_as_a_child_subreaper(layout: Layout, tmp_path:
     proc = await start_supervisor(
         "run", "--only", "start", env=_env(log, STANDIN_ORPHANS="3"), cwd=layout.root
     )
-    content = await _wait_for(log, "ready")
+    content = await wait_for_text(log, "ready")
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
     assert r.code == 143
@@ -109,10 +92,10 @@ async def test_as_pid_1_in_a_new_pid_namespace_it_reaps_and_passes_statuses_on(
         "unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "supervisor", "run", "--only", "start",
         env=env, cwd=layout.root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    content = await _wait_for(log, "ready")
+    content = await wait_for_text(log, "ready")
     assert "ppid 1 " in content  # Directus's parent is the supervisor, and the supervisor is PID 1
     assert "zombies 0" in content
-    children = (await asyncio.to_thread(_read, Path(f"/proc/{proc.pid}/task/{proc.pid}/children"))).split()
+    children = (await asyncio.to_thread(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text)).split()
     signal_pid1 = int(children[0])  # unshare does not forward signals: send to our PID 1 by its outer pid
     await asyncio.to_thread(os.kill, signal_pid1, signal.SIGTERM)
     _, err = await asyncio.wait_for(proc.communicate(), 20)

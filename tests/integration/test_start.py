@@ -4,29 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.conftest import ROOT, Database, Layout, finish, start_supervisor, supervise
-
-STANDIN = f"{sys.executable} {ROOT / 'tests' / 'standin.py'}"
-
-
-def _read(path: Path) -> str:
-    return path.read_text() if path.exists() else ""
-
-
-async def _wait_for(path: Path, text: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if text in await asyncio.to_thread(_read, path):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared in {path}")
+from tests.conftest import STANDIN, Database, Layout, finish, start_supervisor, supervise, wait_for_text
 
 
 async def test_run_only_start_needs_no_database_and_passes_the_exit_status_on(layout: Layout, tmp_path: Path):
@@ -48,7 +32,7 @@ async def test_term_and_int_reach_directus_and_its_signal_status_comes_back(layo
         env = {"SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_LOG": str(log), "SUPERVISOR_LOG_FORMAT": "json",
                "PATH": "/usr/bin:/bin"}  # fmt: skip
         proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
-        await _wait_for(log, "pid ")
+        await wait_for_text(log, "pid ")
         proc.send_signal(sig)
         r = await finish(proc, timeout=20)
         assert r.code == code, r.stderr
@@ -62,7 +46,7 @@ async def test_a_directus_that_ignores_term_is_killed_after_the_stop_timeout(lay
     env = {"SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_LOG": str(log), "STANDIN_IGNORE_TERM": "1",
            "SUPERVISOR_STOP_TIMEOUT": "1", "SUPERVISOR_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"}  # fmt: skip
     proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
-    await _wait_for(log, "ignoring SIGTERM")
+    await wait_for_text(log, "ignoring SIGTERM")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
@@ -91,7 +75,7 @@ async def test_term_during_a_directus_cli_step_stops_it_and_records_nothing(
     log = tmp_path / "log"
     env = db.env(SUPERVISOR_DIRECTUS_CMD=STANDIN, STANDIN_LOG=str(log), STANDIN_EXIT="0")
     proc = await start_supervisor("migrate", "--only", "bootstrap", env=env, cwd=layout.root)
-    await _wait_for(log, "bootstrap")
+    await wait_for_text(log, "bootstrap")
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
     assert r.code == 143, r.stderr
@@ -137,7 +121,7 @@ async def test_term_during_each_phase(
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
     else:
-        await _wait_for(log, "bootstrap")
+        await wait_for_text(log, "bootstrap")
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
