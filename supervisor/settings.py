@@ -15,14 +15,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from supervisor.errors import ConfigError
+from supervisor.tablename import parse_table_name
 
 __all__ = ["PG_CLIENTS", "DbSettings", "Settings", "parse_bool", "parse_duration"]
 
 PG_CLIENTS = ("pg", "postgres", "postgresql")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_IDENT = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
-_TABLE = re.compile(rf"^{_IDENT}(\.{_IDENT})?$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -221,12 +220,10 @@ class Settings:
             value = e.get(name)
             return default if value is None or value == "" else value
 
-        table = get("SUPERVISOR_TRACKING_TABLE", "migrations_applied")
-        if not _TABLE.match(table):
-            raise ConfigError(
-                f"SUPERVISOR_TRACKING_TABLE={table!r} is not a table name; use name or schema.name "
-                "(letters, digits, _ and $, starting with a letter or _)"
-            )
+        table = parse_table_name(
+            get("SUPERVISOR_TRACKING_TABLE", "migrations_applied"),
+            _source(flags, env, "SUPERVISOR_TRACKING_TABLE"),
+        )
         log_format = get("SUPERVISOR_LOG_FORMAT", "auto").lower()
         if log_format not in ("auto", "json", "console"):
             raise ConfigError(f"SUPERVISOR_LOG_FORMAT={log_format!r} must be auto, json or console")
@@ -247,6 +244,13 @@ class Settings:
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
             warnings=tuple(e.warnings),
         )
+
+
+def _source(flags: Mapping[str, str | None] | None, env: Mapping[str, str], variable: str) -> str:
+    """Where a setting's value came from, for messages: its flag, its variable, or the variable's `_FILE`."""
+    if (flags or {}).get(variable) is not None:
+        return "--" + variable.removeprefix("SUPERVISOR_").lower().replace("_", "-")
+    return f"{variable} (read from {variable}_FILE)" if f"{variable}_FILE" in env else variable
 
 
 def _directus_cmd(raw: str | None) -> tuple[str, ...]:
