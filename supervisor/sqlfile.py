@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +27,8 @@ __all__ = [
 
 CHECKSUM_PREFIX = "sha256:"
 _DIRECTIVE = re.compile(r"^\s*--\s*supervisor:\s*no-transaction\s*$", re.IGNORECASE)
-_LEGACY = re.compile(r"^[0-9a-f]{64}$")
+_LEGACY = re.compile(r"[0-9a-f]{64}")  # the old runner's `sha256sum` output
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +90,25 @@ class SqlFile:
 
 
 def checksum_matches(stored: str, file: SqlFile) -> bool:
-    """Whether a stored checksum fits the file: ours, or the legacy runner's plain sha256 of the raw bytes."""
+    """Whether a stored checksum fits the file: ours, or the old shell runner's plain sha256 hex of the raw bytes.
+
+    The old runner hashed the bytes as they were on disk then. A file converted since between CRLF and LF, or given
+    or stripped of a BOM, is unchanged under our rule, so it must match too: a legacy hex is compared with the
+    file's raw bytes and with the four raw forms its normalised text plausibly had (LF or CRLF line ends, with or
+    without a UTF-8 BOM). Mixed line endings cannot be reconstructed; such a file counts as changed.
+    """
     if stored == file.checksum:
         return True
-    if _LEGACY.match(stored):
-        return stored in (hashlib.sha256(file.raw).hexdigest(), file.checksum.removeprefix(CHECKSUM_PREFIX))
-    return False
+    return bool(_LEGACY.fullmatch(stored)) and stored in _legacy_digests(file)
+
+
+def _legacy_digests(file: SqlFile) -> Iterator[str]:
+    # A generator, so `in` stops at the first match: most legacy files match their raw bytes.
+    yield hashlib.sha256(file.raw).hexdigest()
+    yield file.checksum.removeprefix(CHECKSUM_PREFIX)
+    crlf = file.text.replace("\n", "\r\n").encode("utf-8")
+    for body in (crlf, _BOM + file.text.encode("utf-8"), _BOM + crlf):
+        yield hashlib.sha256(body).hexdigest()
 
 
 def require_folder(folder: Path, variable: str) -> None:
