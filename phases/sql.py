@@ -78,10 +78,16 @@ class SqlPhase:
 
     async def pending(self, ctx: PhaseContext) -> Sequence[SqlFile]:
         """Validate every applied file of both folders, warn about orphans, parse what is pending."""
-        rows = await Ledger(ctx.conn, self.tracking_table).load()
-        self._validate(rows)
+        ledger = Ledger(ctx.conn, self.tracking_table)
+        rows = await ledger.load()
+        legacy = self._validate(rows)
         self._warn_orphans(rows, ctx)
         mine = self.folders.files()[self.name]
+        # Legacy checksums that match are rewritten in our form (under this phase's lock, for this phase's files), so
+        # a later change of line endings only is still no change.
+        upgraded = await ledger.upgrade_checksums({f.name: legacy[f.name] for f in mine if f.name in legacy})
+        if upgraded:
+            ctx.log.info("ledger.checksums_upgraded", files=upgraded, to="sha256 of the normalised text")
         todo = [f for f in mine if f.name not in rows]
         applied_here = [f.name for f in mine if f.name in rows]
         for f in todo:
@@ -91,9 +97,10 @@ class SqlPhase:
         self._statements = {f.name: f.statements() for f in todo}
         return todo
 
-    def _validate(self, rows: dict[str, Row]) -> None:
+    def _validate(self, rows: dict[str, Row]) -> dict[str, tuple[str, str]]:
+        """Refuse half-applied or changed files; returns `{filename: (legacy checksum, ours)}` of legacy matches."""
         files = self.folders.by_name()
-        changed, half = [], []
+        changed, half, legacy = [], [], {}
         for name, row in rows.items():
             f = files.get(name)
             if f is None:
@@ -102,6 +109,8 @@ class SqlPhase:
                 half.append((f, row))
             elif not checksum_matches(row.checksum, f):
                 changed.append((f, row))
+            elif row.checksum != f.checksum:
+                legacy[name] = (row.checksum, f.checksum)
         if half:
             f, row = half[0]
             raise IntegrityRefusal(
@@ -118,6 +127,7 @@ class SqlPhase:
                 "applied.",
                 error_code="CHECKSUM_MISMATCH",
             )
+        return legacy
 
     def _warn_orphans(self, rows: dict[str, Row], ctx: PhaseContext) -> None:
         files = self.folders.by_name()

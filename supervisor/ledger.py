@@ -2,6 +2,8 @@
 
 Created, or upgraded in place from the legacy `(filename, checksum, applied_at)` table of the old shell runner, under
 a short transaction-level advisory lock: `CREATE TABLE IF NOT EXISTS` alone is not safe against a concurrent creator.
+A table of that name that is not ours (supervisor.tables) is refused before anything reads or alters it. The legacy
+table is read as is, so `status` and `plan` can report on it without changing it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import asyncpg
 
 from supervisor.db import application_name
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
+from supervisor.tablename import quote_table
+from supervisor.tables import ABSENT, CURRENT, LEGACY, Relation, foreign_table_error, inspect, ledger_shape
 
 __all__ = ["APPLIED", "FAILED", "RUNNING", "Ledger", "Row", "quote_table"]
 
@@ -28,11 +32,6 @@ _COLUMNS = (
     ("statements_done", "integer"),
     ("statements_total", "integer"),
 )
-
-
-def quote_table(name: str) -> str:
-    """`schema.table` as quoted identifiers; names fold to lower case as unquoted SQL identifiers do."""
-    return ".".join(f'"{part.lower()}"' for part in name.split("."))
 
 
 def _literal(value: str) -> str:
@@ -64,38 +63,89 @@ class Ledger:
         self.name = table
         self.table = quote_table(table)
 
-    async def read(self) -> dict[str, Row] | None:
-        """Every row by filename, or None when the table (or one of our columns) does not exist yet."""
-        try:
-            records = await self.conn.fetch(
-                f"SELECT filename, checksum, phase, status, statements_done, statements_total FROM {self.table}"
+    async def shape(self) -> str:
+        """`ABSENT`, `LEGACY` or `CURRENT`; a table of our name that is not ours raises `ConfigError` (exit 2)."""
+        return self._verdict(await inspect(self.conn, self.table))
+
+    def _verdict(self, rel: Relation | None) -> str:
+        shape, problems = ledger_shape(rel)
+        if problems:
+            assert rel is not None
+            raise foreign_table_error(
+                rel,
+                problems,
+                "a tracking table",
+                "If it belongs to another tool, choose another name for the supervisor's ledger with "
+                "SUPERVISOR_TRACKING_TABLE (or --tracking-table); if it is a ledger of ours edited by hand, restore "
+                "its columns (filename text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz, phase "
+                "text, duration_ms integer, applied_by text, status text NOT NULL, statements_done integer, "
+                "statements_total integer).",
             )
-        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.InvalidSchemaNameError):
+        return shape
+
+    async def read(self) -> dict[str, Row] | None:
+        """Every row by filename, or None when the table does not exist yet; never changes anything.
+
+        A legacy table's rows read as applied (the old runner recorded a file only once it had committed).
+        """
+        return await self._rows(await self.shape())
+
+    async def _rows(self, shape: str) -> dict[str, Row] | None:
+        if shape == ABSENT:
             return None
+        if shape == LEGACY:
+            records = await self.conn.fetch(f"SELECT filename, checksum FROM {self.table}")
+            return {
+                r["filename"]: Row(r["filename"], r["checksum"], None, APPLIED, None, None) for r in records
+            }
+        records = await self.conn.fetch(
+            f"SELECT filename, checksum, phase, status, statements_done, statements_total FROM {self.table}"
+        )
         return {r["filename"]: Row(*r) for r in records}
 
     async def load(self) -> dict[str, Row]:
         """Every row by filename; creates the table, or upgrades the legacy one, first if needed."""
-        rows = await self.read()
-        if rows is not None:
-            return rows
-        await self._create_or_upgrade()
-        return await self.read() or {}
+        if await self.shape() != CURRENT:
+            await self._create_or_upgrade()
+        return await self._rows(CURRENT) or {}
 
     async def _create_or_upgrade(self) -> None:
         schema = self.name.split(".")[0] if "." in self.name else None
         async with self.conn.transaction():
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
-            if schema:
-                await self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(schema)}")
-            await self.conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {self.table} (
-                    filename text PRIMARY KEY,
-                    checksum text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now())"""
-            )
+            # Decide again under the lock, from the catalog: another replica may have created or upgraded it, and
+            # a table that is not ours must be refused before the first ALTER.
+            shape = self._verdict(await inspect(self.conn, self.table))
+            if shape == CURRENT:
+                return
+            if shape == ABSENT:
+                if schema:
+                    await self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(schema)}")
+                await self.conn.execute(
+                    f"""CREATE TABLE {self.table} (
+                        filename text PRIMARY KEY,
+                        checksum text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now())"""
+                )
             for column, ddl in _COLUMNS:
-                await self.conn.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS {column} {ddl}")
+                await self.conn.execute(f"ALTER TABLE {self.table} ADD COLUMN {column} {ddl}")
+
+    async def upgrade_checksums(self, checksums: dict[str, tuple[str, str]]) -> int:
+        """Rewrite legacy checksums in our form: `{filename: (legacy, ours)}`; returns how many rows changed.
+
+        Each row changes only if it still holds the legacy value, so a concurrent rewrite is harmless.
+        """
+        if not checksums:
+            return 0
+        names = list(checksums)
+        result = await self.conn.execute(
+            f"UPDATE {self.table} AS t SET checksum = u.ours FROM unnest($1::text[], $2::text[], $3::text[]) "
+            "AS u(filename, legacy, ours) WHERE t.filename = u.filename AND t.checksum = u.legacy",
+            names,
+            [checksums[n][0] for n in names],
+            [checksums[n][1] for n in names],
+        )
+        return int(result.split()[-1])
 
     def record_and_commit_sql(self, filename: str, checksum: str, phase: str, lock: PhaseLock) -> str:
         """SQL that records a fully applied file and commits its transaction, to append to the file's last statement.

@@ -15,10 +15,12 @@ from structlog.typing import FilteringBoundLogger
 from phases.base import Outcome, Phase, PhaseContext
 from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
+from supervisor.ledger import Ledger
 from supervisor.lock import advisory_lock
 from supervisor.settings import Settings
+from supervisor.state import StateTable
 
-__all__ = ["collect_status", "run_phases"]
+__all__ = ["check_tables", "collect_status", "run_phases"]
 
 
 def _ms(t0: float) -> int:
@@ -43,6 +45,7 @@ async def run_phases(
     outcomes: dict[str, str] = {}
     async with connection(settings.db, settings.wait_timeout, log) as conn:
         conn.add_log_listener(_forward_notices(log))
+        await check_tables(conn, settings.tracking_table)
         for phase in phases:
             with bound_contextvars(phase=phase.name):
                 try:
@@ -52,6 +55,12 @@ async def run_phases(
                         raise lost_connection(e, f"during {phase.name}") from e
                     raise
     return outcomes
+
+
+async def check_tables(conn: asyncpg.Connection, tracking_table: str) -> None:
+    """Refuse (exit 2) a tracking or state table of our names that is not ours, before any phase reads or writes."""
+    await Ledger(conn, tracking_table).shape()
+    await StateTable(conn, tracking_table).shape()
 
 
 async def _run_one(
@@ -75,6 +84,7 @@ async def collect_status(
     """Each phase's read-only report (`deep`: what `migrate` would do); takes no lock and writes nothing."""
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:
+        await check_tables(conn, settings.tracking_table)
         reports = [await _report(phase, conn, deep) for phase in phases]
     return {"tracking_table": settings.tracking_table, "phases": reports}
 

@@ -2,6 +2,7 @@
 
 One row per phase (`schema-apply`, `bootstrap`) with the Directus version it ran with and, for the schema, the
 snapshot checksum. A warm boot whose snapshot and Directus are unchanged skips those phases without starting Node.
+A table of that name that is not ours (supervisor.tables) is refused before anything reads or writes it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from supervisor.db import application_name
-from supervisor.ledger import quote_table
 from supervisor.lock import CLASSID, LEDGER_OBJID
+from supervisor.tablename import quote_table
+from supervisor.tables import ABSENT, Relation, foreign_table_error, inspect, state_shape
 
 __all__ = ["PhaseState", "StateTable"]
 
@@ -34,47 +36,61 @@ class StateTable:
         self.name = f"{schema}.supervisor_state" if schema else "supervisor_state"
         self.table = quote_table(self.name)
 
+    async def shape(self) -> str:
+        """`ABSENT` or `CURRENT`; a table of this name that is not ours raises `ConfigError` (exit 2)."""
+        return self._verdict(await inspect(self.conn, self.table))
+
+    def _verdict(self, rel: Relation | None) -> str:
+        shape, problems = state_shape(rel)
+        if problems:
+            assert rel is not None
+            raise foreign_table_error(
+                rel,
+                problems,
+                "the state table",
+                "The supervisor keeps its state in supervisor_state beside the tracking table. Rename the other "
+                "table, or give SUPERVISOR_TRACKING_TABLE a schema (schema.name) so both live there; a new tracking "
+                "table starts an empty ledger, so move the existing one there first (ALTER TABLE ... SET SCHEMA).",
+            )
+        return shape
+
     async def get(self, phase: str) -> PhaseState | None:
         """The phase's row, or None (never ran, or no table yet)."""
-        try:
-            row = await self.conn.fetchrow(
-                f"SELECT directus_version, snapshot_checksum FROM {self.table} WHERE phase = $1", phase
-            )
-        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        if await self.shape() == ABSENT:
             return None
+        row = await self.conn.fetchrow(
+            f"SELECT directus_version, snapshot_checksum FROM {self.table} WHERE phase = $1", phase
+        )
         return PhaseState(row["directus_version"], row["snapshot_checksum"]) if row else None
 
     async def put(
         self, phase: str, directus_version: str, snapshot_checksum: str | None, duration_ms: int
     ) -> None:
         """Record a successful run (creating the table on first use)."""
-        for attempt in (1, 2):
-            try:
-                await self.conn.execute(
-                    f"""INSERT INTO {self.table} (phase, directus_version, snapshot_checksum, duration_ms, applied_by)
-                    VALUES ($1, $2, $3, $4, $5)
-                    ON CONFLICT (phase) DO UPDATE SET directus_version = EXCLUDED.directus_version,
-                        snapshot_checksum = EXCLUDED.snapshot_checksum, duration_ms = EXCLUDED.duration_ms,
-                        applied_by = EXCLUDED.applied_by, applied_at = now()""",
-                    phase,
-                    directus_version,
-                    snapshot_checksum,
-                    duration_ms,
-                    application_name(),
-                )
-                return
-            except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
-                if attempt == 2:
-                    raise
-                await self._create()
+        if await self.shape() == ABSENT:
+            await self._create()
+        await self.conn.execute(
+            f"""INSERT INTO {self.table} (phase, directus_version, snapshot_checksum, duration_ms, applied_by)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (phase) DO UPDATE SET directus_version = EXCLUDED.directus_version,
+                snapshot_checksum = EXCLUDED.snapshot_checksum, duration_ms = EXCLUDED.duration_ms,
+                applied_by = EXCLUDED.applied_by, applied_at = now()""",
+            phase,
+            directus_version,
+            snapshot_checksum,
+            duration_ms,
+            application_name(),
+        )
 
     async def _create(self) -> None:
         async with self.conn.transaction():
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
+            if self._verdict(await inspect(self.conn, self.table)) != ABSENT:
+                return  # another replica made it while we waited for the lock
             if "." in self.name:
                 await self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(self.name.split('.')[0])}")
             await self.conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {self.table} (
+                f"""CREATE TABLE {self.table} (
                     phase text PRIMARY KEY,
                     directus_version text NOT NULL,
                     snapshot_checksum text,
