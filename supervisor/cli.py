@@ -40,7 +40,7 @@ _SETTINGS_FLAGS = (
     (
         "--tracking-table",
         "SUPERVISOR_TRACKING_TABLE",
-        "tracking table, may be schema-qualified (default: migrations_applied)",
+        "tracking table: name or schema.name, folded to lower case (default: migrations_applied)",
     ),
     (
         "--log-format",
