@@ -29,6 +29,7 @@ from supervisor.errors import ConfigError
 __all__ = [
     "ABSENT",
     "CURRENT",
+    "FOREIGN",
     "LEGACY",
     "Column",
     "Relation",
@@ -38,7 +39,7 @@ __all__ = [
     "state_shape",
 ]
 
-ABSENT, LEGACY, CURRENT = "absent", "legacy", "current"
+ABSENT, LEGACY, CURRENT, FOREIGN = "absent", "legacy", "current", "foreign"
 
 _TS = ("timestamp with time zone", "timestamp without time zone")
 _LEDGER_LEGACY: dict[str, tuple[str, ...]] = {"filename": ("text",), "checksum": ("text",), "applied_at": _TS}
@@ -136,36 +137,36 @@ def _extras(rel: Relation, known: set[str]) -> list[str]:
 
 
 def ledger_shape(rel: Relation | None) -> tuple[str, list[str]]:
-    """`(ABSENT | LEGACY | CURRENT, [])` for a tracking table of ours, else `("foreign", what differs)`."""
+    """`(ABSENT | LEGACY | CURRENT, [])` for a tracking table of ours, else `(FOREIGN, what differs)`."""
     if rel is None:
         return ABSENT, []
     if rel.kind not in ("r", "p"):
-        return "foreign", [f"it is {_KINDS.get(rel.kind, f'a relation of kind {rel.kind!r}')}, not a table"]
+        return FOREIGN, [f"it is {_KINDS.get(rel.kind, f'a relation of kind {rel.kind!r}')}, not a table"]
     problems = _check(rel, _LEDGER_LEGACY, "filename")
     if problems:
-        return "foreign", problems
+        return FOREIGN, problems
     extra = set(rel.columns) - set(_LEDGER_LEGACY)
     if not extra:
         return LEGACY, []
     if not extra & set(_LEDGER_ADDED):
-        return "foreign", [
+        return FOREIGN, [
             f"it has the legacy runner's columns plus {', '.join(sorted(extra))}, none of them ours"
         ]
     problems = _check(rel, _LEDGER_ADDED, "filename")
     if "status" in rel.columns and not rel.columns["status"].not_null:
         problems.append("column status is nullable, expected NOT NULL")
     problems += _extras(rel, set(_LEDGER_LEGACY) | set(_LEDGER_ADDED))
-    return ("foreign", problems) if problems else (CURRENT, [])
+    return (FOREIGN, problems) if problems else (CURRENT, [])
 
 
 def state_shape(rel: Relation | None) -> tuple[str, list[str]]:
-    """`(ABSENT | CURRENT, [])` for a `supervisor_state` of ours, else `("foreign", what differs)`."""
+    """`(ABSENT | CURRENT, [])` for a `supervisor_state` of ours, else `(FOREIGN, what differs)`."""
     if rel is None:
         return ABSENT, []
     if rel.kind not in ("r", "p"):
-        return "foreign", [f"it is {_KINDS.get(rel.kind, f'a relation of kind {rel.kind!r}')}, not a table"]
+        return FOREIGN, [f"it is {_KINDS.get(rel.kind, f'a relation of kind {rel.kind!r}')}, not a table"]
     problems = _check(rel, _STATE, "phase") or _extras(rel, set(_STATE))
-    return ("foreign", problems) if problems else (CURRENT, [])
+    return (FOREIGN, problems) if problems else (CURRENT, [])
 
 
 def foreign_table_error(rel: Relation, problems: list[str], role: str, fix: str) -> ConfigError:

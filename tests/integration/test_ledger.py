@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Database, Layout, PgServer, supervise
+from tests.conftest import Database, Layout, PgServer, finish, start_supervisor, supervise
 from tests.unit.test_tracking_name import names
 
 PRE = ("migrate", "--only", "pre-schema")
@@ -337,3 +337,27 @@ async def test_status_and_plan_read_the_legacy_table_without_changing_it(
     assert await _shape(conn) == shape
     assert await _legacy_rows(conn) == rows
     assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+
+
+async def test_two_replicas_adopt_the_legacy_table_once(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
+    """Two replicas started together on a legacy ledger: both exit 0, the table is upgraded once (under the ledger
+    lock, decided again from the catalog), the legacy file is not re-run and the new file runs exactly once."""
+    await conn.execute(LEGACY_DDL)
+    await conn.execute("CREATE TABLE seen (name text)")
+    old = b"INSERT INTO seen VALUES ('001');\r\n"
+    await conn.execute(
+        "INSERT INTO migrations_applied VALUES ('001.sql', $1)", hashlib.sha256(old).hexdigest()
+    )
+    layout.add("pre", "001.sql", old.replace(b"\r\n", b"\n"))
+    layout.add("pre", "002.sql", "INSERT INTO seen VALUES ('002');")
+    procs = [await start_supervisor(*PRE, env=db.env(), cwd=layout.root) for _ in range(2)]
+    results = await asyncio.gather(*(finish(p) for p in procs))
+    assert [r.code for r in results] == [0, 0], [r.stderr for r in results]
+    assert [r["name"] for r in await conn.fetch("SELECT name FROM seen")] == ["002"]
+    assert sum(len(r.events("step.applied")) for r in results) == 1
+    assert [c for c, _, _ in await _shape(conn)][3:] == [
+        "phase", "duration_ms", "applied_by", "status", "statements_done", "statements_total",
+    ]  # fmt: skip
+    assert (await _legacy_rows(conn))["001.sql"].startswith("sha256:")
