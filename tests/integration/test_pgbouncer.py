@@ -196,3 +196,21 @@ async def test_prepared_statement_errors_are_refused_as_a_pooler(db: Database, s
     assert e.value.error_code == "TRANSACTION_POOLER"
     assert e.value.code == 2
     assert "prepared statement" in e.value.message and "pool_mode = session" in e.value.message
+
+
+async def test_a_batch_that_finds_no_progress_counter_is_refused_as_a_pooler(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
+    """A batch whose statements do not find the session's temporary progress counter ran on another backend than
+    the session's (what a transaction pooler does between the counter's creation and the batch; simulated here by
+    a file that discards temporary objects): exit 2, TRANSACTION_POOLER, quoting the error, not a misattributed SQL
+    error (exit 4) or a crash (exit 1). The file before it stays applied; the failing one was rolled back."""
+    layout.add("pre", "001.sql", "CREATE TABLE first (id int);")
+    layout.add("pre", "002.sql", "CREATE TABLE second (id int);\nDISCARD TEMP;\nCREATE TABLE third (id int);")
+    r = await supervise(*PRE, env=db.env(), cwd=layout.root)
+    assert r.code == 2, r.stderr
+    assert r.failure["error_code"] == "TRANSACTION_POOLER"
+    assert "supervisor_progress" in r.failure["error"] and "pool_mode = session" in r.failure["error"]
+    assert [e["file"] for e in r.events("step.applied")] == ["001.sql"]
+    assert await conn.fetchval("SELECT to_regclass('second')") is None
+    assert await conn.fetchval("SELECT array_agg(filename) FROM migrations_applied") == ["001.sql"]
