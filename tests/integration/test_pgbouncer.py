@@ -43,29 +43,44 @@ def _via(db: Database, bouncer: PgBouncer, **overrides: str) -> dict[str, str]:
     return db.env(DB_HOST="127.0.0.1", DB_PORT=str(bouncer.port), **overrides)
 
 
-# Each file records the backend it ran on and whether that backend held the pre-schema lock (CLASSID, 1) in this
-# database while the file ran. The row commits only with the file.
+# Each file records the backend it ran on and whether that backend held its phase's lock (CLASSID, 1 pre-schema or
+# 3 post-schema) in this database while the file ran. The row commits only with the file.
 _RECORD = (
     "INSERT INTO ran SELECT '{name}', pg_backend_pid(), EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND classid = {classid} "
-    "AND objid = 1 AND objsubid = 2 AND granted AND pid = pg_backend_pid());\n"
+    "AND objid = {objid} AND objsubid = 2 AND granted AND pid = pg_backend_pid());\n"
 )
+PHASES = ("pre-schema", "post-schema")
+ALL_FILES = [f"00{i}.sql" for i in range(1, FILES + 1)] + [f"10{i}.sql" for i in range(1, FILES + 1)]
 
 
 async def _arrange(conn: asyncpg.Connection, layout: Layout) -> None:
     await conn.execute("CREATE TABLE ran (file text, backend int, held bool)")
-    for i in range(1, FILES + 1):
-        name = f"00{i}.sql"
-        sql = (
-            f"CREATE TABLE t{i} (id int);\n"
-            + _RECORD.format(name=name, classid=CLASSID)
-            + "SELECT pg_sleep(0.05);"
-        )
-        layout.add("pre", name, sql)
+    for folder, prefix, objid in (("pre", "00", 1), ("post", "10", 3)):
+        for i in range(1, FILES + 1):
+            name = f"{prefix}{i}.sql"
+            sql = (
+                f"CREATE TABLE t{prefix}{i} (id int);\n"
+                + _RECORD.format(name=name, classid=CLASSID, objid=objid)
+                + "SELECT pg_sleep(0.05);"
+            )
+            layout.add(folder, name, sql)
 
 
-async def _replicas(env: dict[str, str], layout: Layout, n: int = 3) -> list[tuple[int, str, str]]:
-    procs = [await start_supervisor(*PRE, env=env, cwd=layout.root) for _ in range(n)]
+async def _replicas(
+    env: dict[str, str], layout: Layout, n: int = 3, phases: tuple[str, ...] = ("pre-schema",)
+) -> list[tuple[int, str, str]]:
+    """`n` replicas at once per phase, phase after phase, as init containers of one rollout would run them."""
+    out = []
+    for phase in phases:
+        procs = [
+            await start_supervisor("migrate", "--only", phase, env=env, cwd=layout.root) for _ in range(n)
+        ]
+        out += await _finish_all(procs)
+    return out
+
+
+async def _finish_all(procs: list[asyncio.subprocess.Process]) -> list[tuple[int, str, str]]:
     results = await asyncio.gather(*(finish(p, timeout=90) for p in procs))
     return [
         (r.code, r.failure["error_code"] if r.code else "", r.failure["error"] if r.code else "")
@@ -90,7 +105,7 @@ async def test_transaction_pooling_never_applies_twice_or_unlocked(
     of two of them used to clash: exit 1). Each exits 0 or 2; a refusal is TRANSACTION_POOLER and says what to do;
     no file ran twice; every file that ran did so on the backend that held the lock, and is recorded exactly once."""
     await _arrange(conn, layout)
-    results = await _replicas(_via(db, transaction_pool, SUPERVISOR_LOCK_TIMEOUT="60"), layout)
+    results = await _replicas(_via(db, transaction_pool, SUPERVISOR_LOCK_TIMEOUT="60"), layout, phases=PHASES)
     assert all(code in (0, 2) for code, _, _ in results), results
     for code, error_code, error in results:
         if code == 2:
@@ -139,12 +154,12 @@ async def test_session_pooling_three_replicas_apply_each_file_once(
     """Through PgBouncer in session mode the locks hold: three replicas at once all exit 0, and each file runs
     once, on the backend that held the lock."""
     await _arrange(conn, layout)
-    results = await _replicas(_via(db, session_pool), layout)
-    assert [code for code, _, _ in results] == [0, 0, 0], results
+    results = await _replicas(_via(db, session_pool), layout, phases=PHASES)
+    assert [code for code, _, _ in results] == [0] * 6, results
     ran, recorded = await _applied(conn)
-    assert [r["file"] for r in ran] == [f"00{i}.sql" for i in range(1, FILES + 1)]
+    assert [r["file"] for r in ran] == ALL_FILES
     assert all(r["held"] for r in ran)
-    assert recorded == {f"00{i}.sql": 1 for i in range(1, FILES + 1)}
+    assert recorded == dict.fromkeys(ALL_FILES, 1)
 
 
 async def test_a_pgbouncer_refusing_startup_parameters_is_a_config_error(
