@@ -20,7 +20,7 @@ import asyncpg
 from phases.base import PhaseContext, Step
 from phases.sql_batch import CREATE_PROGRESS, PROGRESS, Batch, batches
 from phases.sql_errors import half_applied_message, sql_error_message
-from supervisor.db import is_connection_loss, lost_connection
+from supervisor.db import is_connection_loss, lost_connection, transaction_pooler
 from supervisor.errors import IntegrityRefusal, MigrationFailed
 from supervisor.ledger import APPLIED, FAILED, Ledger, Row
 from supervisor.sqlfile import (
@@ -199,15 +199,21 @@ class SqlPhase:
             if is_connection_loss(e):
                 raise
             await _rollback(ctx.conn)
-            done = await ctx.conn.fetchval(f"SELECT last_value FROM {PROGRESS}")
+            counter = await _counter(ctx.conn)
             durations = await ledger.durations([f.name for f in batch.files])
             committed = [f for f in batch.files if f.name in durations]  # the files before the failing one
             for f in committed:
                 yield f, {"duration_ms": durations[f.name], "statements": stats[f.name], "transaction": True}
             if ledger.is_lock_refusal(e):
                 raise ctx.lock.not_held() from e
+            if counter is None or counter[1] != ctx.lock.backend_pid or _counter_missing(e):
+                # The session's temporary counter is on another backend than this statement's: a pooler.
+                raise transaction_pooler(
+                    f"A batch of SQL files failed ({e.sqlstate}: {e}) on another backend than the one holding the "
+                    f"{self.name} lock; its open transaction was rolled back, files recorded before it stay applied."
+                ) from e
             position = getattr(e, "position", None)
-            at = batch.failure(batch.files[len(committed)], int(done), int(position) if position else None)
+            at = batch.failure(batch.files[len(committed)], counter[0], int(position) if position else None)
             raise self._failure(at.file, at.statement, e, _ROLLED_BACK, at.offset_in_statement) from e
         except BaseException:
             await _rollback(ctx.conn)
@@ -327,6 +333,20 @@ _ROLLED_BACK = (
 
 def _ms(t0: float) -> int:
     return round((time.monotonic() - t0) * 1000)
+
+
+async def _counter(conn: asyncpg.Connection) -> tuple[int, int] | None:
+    """The batch's statement counter and the backend it was read on; None where this session's counter is missing."""
+    try:
+        row = await conn.fetchrow(f"SELECT last_value, pg_catalog.pg_backend_pid() FROM {PROGRESS}")
+    except asyncpg.UndefinedTableError:
+        return None
+    assert row is not None  # a sequence has exactly one row
+    return int(row[0]), int(row[1])
+
+
+def _counter_missing(e: asyncpg.PostgresError) -> bool:
+    return e.sqlstate == "42P01" and "supervisor_progress" in str(e)
 
 
 async def _rollback(conn: asyncpg.Connection) -> None:

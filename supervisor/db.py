@@ -25,10 +25,18 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from supervisor.errors import DatabaseUnavailable
+from supervisor.errors import ConfigError, DatabaseUnavailable
 from supervisor.settings import DbSettings
 
-__all__ = ["application_name", "connect", "connection", "is_connection_loss", "lost_connection"]
+__all__ = [
+    "application_name",
+    "connect",
+    "connection",
+    "is_connection_loss",
+    "is_pooler_error",
+    "lost_connection",
+    "transaction_pooler",
+]
 
 _ATTEMPT_TIMEOUT_S = 10.0
 _CLOSE_TIMEOUT_S = 5.0
@@ -46,6 +54,8 @@ def application_name() -> str:
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, ssl.SSLError):
         return False  # a certificate problem does not heal by waiting
+    if _PARAMETER_REFUSED in str(exc):
+        return False  # a pooler's configuration does not heal by waiting
     return isinstance(
         exc,
         OSError  # refused, reset, unix socket not there yet, DNS not yet resolvable (socket.gaierror)
@@ -62,8 +72,23 @@ def _describe(exc: BaseException) -> str:
     return f"{sqlstate} {text}" if sqlstate else f"{type(exc).__name__}: {text}"
 
 
-def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable:
+def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable | ConfigError:
     target = f"database {db.database!r} as user {db.user!r} at {db.host}:{db.port}"
+    if _PARAMETER_REFUSED in str(exc):
+        path = (
+            " PgBouncer 1.18 cannot pass DB_SEARCH_PATH's search_path at login either (ignoring it would run the "
+            "migrations in the wrong schema): with DB_SEARCH_PATH, connect to Postgres itself."
+            if db.search_path
+            else ""
+        )
+        return ConfigError(
+            f"the server at {db.host}:{db.port} refused the login: {_describe(exc)}. That is PgBouncer, which "
+            "refuses startup parameters it does not know. Either point the supervisor at Postgres itself (DB_HOST, "
+            f"DB_PORT), or add to pgbouncer.ini: ignore_startup_parameters = {','.join(_SERVER_SETTINGS)} and use a "
+            "pool in session mode (pool_mode = session): transaction pooling breaks the supervisor's session "
+            f"advisory locks.{path}",
+            error_code="POOLER_STARTUP_PARAMETER",
+        )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return DatabaseUnavailable(
             f"Postgres has no {target.replace('database ', 'database named ', 1)}: {_describe(exc)}. "
@@ -118,7 +143,11 @@ async def connect(db: DbSettings, timeout: float = _ATTEMPT_TIMEOUT_S) -> asyncp
     settings = {"application_name": application_name(), **_SERVER_SETTINGS}
     if db.search_path:
         settings["search_path"] = ",".join(f'"{p}"' for p in db.search_path)
-    kwargs: dict[str, Any] = {"timeout": timeout, "server_settings": settings}
+    # No named prepared statements: behind a transaction pooler (PgBouncer pool_mode = transaction) they clash
+    # between clients (DuplicatePreparedStatementError) or vanish between statements, and the driver would crash
+    # before the lock checks can say what is wrong. Queries with arguments then travel as unnamed statements, parsed
+    # and executed in one exchange. The hot path (SQL files) uses the simple protocol and does not notice.
+    kwargs: dict[str, Any] = {"timeout": timeout, "server_settings": settings, "statement_cache_size": 0}
     conn: asyncpg.Connection
     if db.dsn:
         conn = await asyncpg.connect(db.dsn, **kwargs)
@@ -196,10 +225,48 @@ async def connection(
     conn = await wait_for_postgres(db, budget_s, log)
     try:
         yield conn
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        if is_pooler_error(e):
+            raise transaction_pooler(f"A prepared statement clashed or vanished ({_describe(e)}).") from e
+        raise
     finally:
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
             await conn.close()
         conn.terminate()  # harmless once closed; ends it when close did not finish
+
+
+_PARAMETER_REFUSED = (
+    "unsupported startup parameter"  # PgBouncer's FATAL for a startup parameter it does not track
+)
+# SQLSTATEs of prepared statements that clash or vanish: only a pooler that shares server connections between
+# clients makes them happen to a driver that names its statements uniquely per connection.
+_POOLER_SQLSTATES = frozenset({"42P05", "26000"})  # duplicate_prepared_statement, invalid_sql_statement_name
+
+
+def is_pooler_error(exc: BaseException) -> bool:
+    """True when `exc` is a driver error that only a transaction (or statement) pooler in between can cause."""
+    if getattr(exc, "sqlstate", None) in _POOLER_SQLSTATES:
+        return True
+    return (
+        isinstance(exc, asyncpg.PostgresError)
+        and "prepared statement" in str(exc)
+        and "does not exist" in str(exc)
+    )
+
+
+def transaction_pooler(what: str) -> ConfigError:
+    """The refusal (exit 2) for a connection whose statements do not all run in one Postgres session.
+
+    `what` says what was seen and what became of the work, as a sentence."""
+    return ConfigError(
+        f"{what} The connection goes through a pooler in transaction (or statement) pooling mode, such as PgBouncer "
+        "with pool_mode = transaction, which runs consecutive statements on different Postgres sessions. That breaks "
+        "the session advisory locks that keep two replicas from applying the same migration, so the supervisor "
+        "refuses to run through it. Point the supervisor at Postgres itself (DB_HOST and DB_PORT, or "
+        "DB_CONNECTION_STRING, of the Postgres server; in Kubernetes that can be the migrate init container alone), "
+        "or at a PgBouncer pool in session mode (pool_mode = session).",
+        error_code="TRANSACTION_POOLER",
+    )
 
 
 def is_connection_loss(exc: BaseException) -> bool:
