@@ -55,18 +55,17 @@ class PhaseLock:
 
     def on_holder(self) -> str:
         """An SQL condition, true when the statement runs on the backend that holds the lock."""
-        return f"pg_backend_pid() = {self.backend_pid:d}"
+        return f"pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) {self.backend_pid:d}"
 
-    async def assert_held(self) -> None:
+    async def assert_held(self, outcome: str = "so nothing was applied.") -> None:
         """Raise unless this statement runs on the lock's backend (a pooler in between would break that)."""
         if not await self.conn.fetchval(f"SELECT {self.on_holder()}"):
-            raise self.not_held()
+            raise self.not_held(outcome)
 
-    def not_held(self) -> ConfigError:
-        """The refusal for a lock this session no longer holds."""
+    def not_held(self, outcome: str = "so nothing was applied.") -> ConfigError:
+        """The refusal for a lock this session no longer holds; `outcome` says what became of the work."""
         return ConfigError(
-            f"the {self.name} lock is not held by this session any more, so nothing was applied. "
-            + _PGBOUNCER_HINT,
+            f"the {self.name} lock is not held by this session any more, {outcome} " + _PGBOUNCER_HINT,
             error_code="LOCK_NOT_HELD",
         )
 
