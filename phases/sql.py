@@ -14,6 +14,7 @@ anything of the phase runs.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from phases.sql_batch import CREATE_PROGRESS, PROGRESS, Batch, batches
 from phases.sql_errors import half_applied_message, sql_error_message
 from supervisor import inflight
 from supervisor.db import is_connection_loss, lost_connection, session_reset_sql
-from supervisor.errors import IntegrityRefusal, MigrationFailed
+from supervisor.errors import ConfigError, IntegrityRefusal, MigrationFailed
 from supervisor.ledger import APPLIED, FAILED, Ledger, Row
 from supervisor.sqlfile import (
     SqlFile,
@@ -279,10 +280,20 @@ class SqlPhase:
         await ledger.begin_partial(f.name, f.checksum, self.name, len(stmts))
         state.marked = True
         for i, stmt in enumerate(stmts):
-            state.done, state.running = i, stmt
-            await ctx.lock.assert_held(
-                "so the phase stopped. " + state.describe() if i else "so nothing was applied."
-            )
+            state.done, state.running, state.sent = i, stmt, False
+            try:
+                await ctx.lock.assert_held(
+                    "so the phase stopped. " + state.describe() if i else "so nothing was applied."
+                )
+            except ConfigError:
+                if (
+                    not i
+                ):  # nothing of the file ran: leave no `running` row behind (if that fails too, the next
+                    # boot's HALF_APPLIED refusal says 0 of n statements ran and how to clear it)
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                        await ledger.forget(f.name)
+                raise
+            state.sent = True
             try:
                 await ctx.conn.execute(stmt.sql)
             except asyncpg.PostgresError as e:
@@ -358,7 +369,8 @@ class _NoTransactionState:
     marking: bool = False  # the INSERT of its `running` row was sent
     marked: bool = False  # ... and returned
     done: int = 0  # statements committed and recorded
-    running: Statement | None = None
+    running: Statement | None = None  # the next statement
+    sent: bool = False  # ... and it was sent to the server
 
     def describe(self) -> str:
         f, table = self.file, self.table
@@ -378,10 +390,15 @@ class _NoTransactionState:
             if self.done == 1
             else f"statements 1-{self.done} of {self.total} were committed and recorded"
         )
+        running = (
+            "was running (or had just finished) and may or may not have completed (an interrupted CREATE INDEX "
+            "CONCURRENTLY leaves an INVALID index)"
+            if self.sent
+            else "and the rest had not started"
+        )
         return (
             f"{f.path} is a no-transaction file, so it was NOT rolled back: {committed}; statement {self.done + 1}"
-            f"{where} was running (or had just finished) and may or may not have completed (an interrupted CREATE "
-            "INDEX CONCURRENTLY leaves an INVALID index). Its row in "
+            f"{where} {running}. Its row in "
             f"{table} stays marked running ({self.done} of {self.total}), so the next boot refuses the file (exit "
             "5, HALF_APPLIED) until you resolve it: check what the statements from "
             f"{self.done + 1} on did (SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; for indexes), "

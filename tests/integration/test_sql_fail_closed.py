@@ -5,6 +5,7 @@ incremental boots alike), and a stop during a no-transaction file says what was 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 import uuid
@@ -167,15 +168,28 @@ async def test_session_state_does_not_cross_from_pre_schema_to_post_schema(
     """The two SQL phases share a connection: a pre-schema file's SET search_path does not move a post-schema
     file's table, and DB_SEARCH_PATH (a session default from the startup packet) survives every reset."""
     await conn.execute("CREATE SCHEMA other; CREATE SCHEMA app")
-    layout.add("pre", "001_path.sql", "SET search_path = other;\nCREATE TABLE t_pre (id int);")
+    layout.add(
+        "pre",
+        "001_path.sql",
+        "SET search_path = other;\nSET application_name = 'hijacked';\nCREATE TABLE t_pre (id int);",
+    )
     layout.add("pre", "002_nt.sql", "-- supervisor: no-transaction\nSET search_path = other;\nSELECT 1;")
-    layout.add("post", "101_post.sql", "CREATE TABLE t_post (id int);")
+    layout.add(
+        "post",
+        "101_post.sql",
+        "CREATE TABLE t_post AS SELECT current_setting('application_name') AS app, "
+        "current_setting('search_path') AS path;",
+    )
     env = db.env(DB_SEARCH_PATH="app,public", SUPERVISOR_TRACKING_TABLE="app.migrations_applied")
     outcomes = await _in_process(env, layout, "pre-schema", "post-schema")
     assert outcomes == {"pre-schema": "applied", "post-schema": "applied"}
     tables = {r["tablename"]: r["schemaname"] for r in await conn.fetch("SELECT * FROM pg_tables")}
     assert tables["t_pre"] == "other"
     assert tables["t_post"] == "app"  # DB_SEARCH_PATH's first schema, not the pre-schema file's
+    seen = await conn.fetchrow("SELECT app, path FROM app.t_post")
+    assert seen is not None
+    assert seen["app"].endswith(f":{os.getpid()}")  # host:pid from the startup packet survived the resets
+    assert seen["path"].replace(" ", "") == '"app","public"'
     assert await conn.fetchval("SELECT count(*) FROM app.migrations_applied") == 3
 
 
