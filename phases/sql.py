@@ -286,10 +286,9 @@ class SqlPhase:
                     "so the phase stopped. " + state.describe() if i else "so nothing was applied."
                 )
             except ConfigError:
-                if (
-                    not i
-                ):  # nothing of the file ran: leave no `running` row behind (if that fails too, the next
-                    # boot's HALF_APPLIED refusal says 0 of n statements ran and how to clear it)
+                # Before the first statement nothing of the file ran: leave no `running` row behind (if that fails
+                # too, the next boot's HALF_APPLIED refusal says 0 of n statements ran and how to clear it).
+                if not i:
                     with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                         await ledger.forget(f.name)
                 raise

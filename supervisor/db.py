@@ -149,9 +149,9 @@ def session_reset_sql(conn: asyncpg.Connection) -> str:
 
     `RESET ALL` returns every setting to its session default, which includes what the startup packet set
     (application_name, keepalives, DB_SEARCH_PATH's search_path), but not the session user, hence `SET SESSION
-    AUTHORIZATION DEFAULT` (which also ends a `SET ROLE`). The setting `connect` SETs after the startup is SET again. Not
-    DISCARD: it cannot run in a transaction block, and it would drop what the session must keep (the phase's advisory
-    lock, the batch's temporary progress sequence).
+    AUTHORIZATION DEFAULT` (which also ends a `SET ROLE`). The setting `connect` SETs after the startup is SET
+    again. Not DISCARD: it cannot run in a transaction block, and it would drop what the session must keep (the
+    phase's advisory lock, the batch's temporary progress sequence).
     """
     sql = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"
     if conn.get_server_version().major >= 14:

@@ -113,11 +113,13 @@ class Ledger:
 
         It first resets the session (`session_reset_sql`) inside the file's transaction: whatever the file SET (a
         search_path, a statement_timeout, a role) is gone before the tracking row is written, and, committed with the
-        file, does not reach the next file. A failing file's SETs roll back with it. Literals rather than parameters, so it travels in the same simple-protocol message as the file's last
-        statement: a file of k statements costs k round trips, not k + 4. The duration is measured by the server
-        (since BEGIN). If this backend no longer holds `lock`, `status` comes out NULL and the NOT NULL constraint
-        aborts the transaction, the file's work with it (`is_lock_refusal` recognises that error). "No longer holds"
-        means the statement runs on another backend than the one that took the lock, as behind a transaction pooler.
+        file, does not reach the next file. A failing file's SETs roll back with it. Literals rather than
+        parameters, so it travels in the same simple-protocol message as the file's last statement: a file of k
+        statements costs k round trips, not k + 4. The duration is measured by the server (since the transaction
+        start, which Postgres takes from the start of the message in a multi-statement message). If this backend
+        no longer holds `lock`, `status` comes out NULL and the NOT NULL constraint aborts the transaction, the
+        file's work with it (`is_lock_refusal` recognises that error). "No longer holds" means the statement runs on
+        another backend than the one that took the lock, as behind a transaction pooler.
         """
         return (
             f"{session_reset_sql(self.conn)};\n"

@@ -290,7 +290,10 @@ async def _backend_sleeping(conn: asyncpg.Connection, proc: asyncio.subprocess.P
     raise AssertionError("the supervisor never reached the sleeping statement")
 
 
-NT_FILE = "-- supervisor: no-transaction\nCREATE TABLE t_one (id int);\n\nSELECT pg_sleep(60);\nCREATE TABLE t_two (id int);"
+NT_FILE = (
+    "-- supervisor: no-transaction\nCREATE TABLE t_one (id int);\n\nSELECT pg_sleep(60);\n"
+    "CREATE TABLE t_two (id int);"
+)
 
 
 async def test_sigterm_during_a_no_transaction_file_tells_what_was_committed(
