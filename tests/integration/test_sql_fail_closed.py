@@ -227,6 +227,24 @@ async def test_transaction_control_in_a_transactional_file_is_refused_before_the
     assert await conn.fetchval("SELECT count(*) FROM pg_prepared_xacts") == 0
 
 
+async def test_savepoints_inside_a_transactional_file_are_allowed(
+    mode: Mode, conn: asyncpg.Connection, layout: Layout
+):
+    """SAVEPOINT / ROLLBACK TO / RELEASE nest inside the file's own transaction: the file runs, what was rolled back
+    to the savepoint is gone, the rest is committed with the tracking row."""
+    layout.add(
+        "pre",
+        "001.sql",
+        "CREATE TABLE t_sp (id int);\nSAVEPOINT a;\nINSERT INTO t_sp VALUES (1);\nROLLBACK TO SAVEPOINT a;\n"
+        "SAVEPOINT b;\nINSERT INTO t_sp VALUES (2);\nRELEASE SAVEPOINT b;",
+    )
+    await _migrate(mode, layout)
+    assert [r["id"] for r in await conn.fetch("SELECT id FROM t_sp")] == [2]
+    assert (
+        await conn.fetchval("SELECT status FROM migrations_applied WHERE filename = '001.sql'") == "applied"
+    )
+
+
 async def test_transaction_control_in_a_no_transaction_file(
     db: Database, conn: asyncpg.Connection, layout: Layout
 ):
