@@ -4,10 +4,17 @@ One transaction per file, together with its tracking row; runs of such files tra
 one round trip for many files. A file whose first line is `-- supervisor: no-transaction`
 runs statement by statement in autocommit, with its progress recorded, so a crash part-way is refused next boot
 instead of being silently re-run.
+
+Every file starts from the same session state, whether it runs in the same boot as the files before it or not: the
+phase starts with a session reset, each transactional file resets the session inside its own transaction before its
+tracking row (a failing file's SETs roll back with it), and each no-transaction file is followed by a reset.
+Transaction control that would break a file's transaction (a COMMIT in a transactional file, say) is refused before
+anything of the phase runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +27,9 @@ import asyncpg
 from phases.base import PhaseContext, Step
 from phases.sql_batch import CREATE_PROGRESS, PROGRESS, Batch, batches
 from phases.sql_errors import half_applied_message, sql_error_message
-from supervisor.db import is_connection_loss, lost_connection, transaction_pooler
-from supervisor.errors import IntegrityRefusal, MigrationFailed
+from supervisor import inflight
+from supervisor.db import is_connection_loss, lost_connection, session_reset_sql, transaction_pooler
+from supervisor.errors import ConfigError, IntegrityRefusal, MigrationFailed
 from supervisor.ledger import APPLIED, FAILED, Ledger, Row
 from supervisor.sqlfile import (
     SqlFile,
@@ -29,7 +37,10 @@ from supervisor.sqlfile import (
     check_collisions,
     checksum_matches,
     list_sql_files,
+    location,
     require_folder,
+    snippet,
+    transaction_control,
 )
 
 __all__ = ["SqlFolders", "SqlPhase"]
@@ -95,7 +106,20 @@ class SqlPhase:
                 ctx.log.warning("migration.out_of_order", file=str(f.path), after=applied_here[-1])
         # Parse everything first: a syntax error in the last file stops the phase before the first is applied.
         self._statements = {f.name: f.statements() for f in todo}
+        for f in todo:
+            self._refuse_transaction_control(f)
         return todo
+
+    def _refuse_transaction_control(self, f: SqlFile) -> None:
+        """Refuse (exit 4) a file whose own BEGIN/COMMIT/... would break its transaction or its progress records."""
+        for tc in transaction_control(f, self._statements[f.name]):
+            if tc.refused:
+                raise MigrationFailed(
+                    f"{f.path}:{location(f.text, tc.offset)}: {tc.message}\n{snippet(f.text, tc.offset)}\n"
+                    f"Nothing from the {self.name} phase was applied in this run (it was refused before its first "
+                    "file ran); `python -m supervisor lint` reports every such statement.",
+                    error_code="TRANSACTION_CONTROL",
+                )
 
     def _validate(self, rows: dict[str, Row]) -> dict[str, tuple[str, str]]:
         """Refuse half-applied or changed files; returns `{filename: (legacy checksum, ours)}` of legacy matches."""
@@ -149,6 +173,8 @@ class SqlPhase:
         no-transaction files run statement by statement.
         """
         files: list[SqlFile] = list(steps)  # type: ignore[arg-type]
+        reset = session_reset_sql(ctx.conn)
+        await ctx.conn.execute(reset)  # whatever ran on this connection before, the first file starts clean
         batched = any(not f.no_transaction for f in files) and await self._progress_counter(ctx)
         i = 0
         while i < len(files):
@@ -158,9 +184,13 @@ class SqlPhase:
                     j += 1
             run = [(f, self._statements.pop(f.name)) for f in files[i:j]]
             where = f"{run[0][0].path}" + (f" .. {run[-1][0].name}" if len(run) > 1 else "")
+            state = _NoTransactionState(files[i], len(run[0][1]), self.tracking_table)
             try:
                 if files[i].no_transaction:
-                    yield files[i], await self._apply_no_transaction(ctx, *run[0])
+                    with inflight.running(state.describe):
+                        fields = await self._apply_no_transaction(ctx, *run[0], state)
+                    await ctx.conn.execute(reset)  # its SETs ended with it
+                    yield files[i], fields
                 elif batched:
                     for chunk in batches(run):
                         async for done in self._apply_batch(ctx, chunk):
@@ -170,7 +200,8 @@ class SqlPhase:
                         yield f, await self._apply_statementwise(ctx, f, stmts)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
                 if is_connection_loss(e):
-                    raise lost_connection(e, f"while applying {where}") from e
+                    outcome = state.describe() if files[i].no_transaction else None
+                    raise lost_connection(e, f"while applying {where}", outcome) from e
                 raise
             i = j
 
@@ -178,6 +209,8 @@ class SqlPhase:
         """Create the session's statement counter for batches; without the TEMP privilege, do without batching."""
         try:
             await ctx.conn.execute(CREATE_PROGRESS)
+            # A file's SET ROLE must not stop the markers between its statements from counting.
+            await ctx.conn.execute(f"GRANT UPDATE ON SEQUENCE {PROGRESS} TO PUBLIC")
         except asyncpg.DuplicateTableError:
             pass  # the other SQL phase made it on this connection
         except asyncpg.InsufficientPrivilegeError:
@@ -252,15 +285,30 @@ class SqlPhase:
         return {"duration_ms": _ms(t0), "statements": len(stmts), "transaction": True}
 
     async def _apply_no_transaction(
-        self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement]
+        self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement], state: _NoTransactionState
     ) -> dict[str, Any]:
-        """Statement by statement in autocommit, recording progress after each, so a stop part-way is detected."""
+        """Statement by statement in autocommit, recording progress after each, so a stop part-way is detected.
+        `state` follows along, for a stop message that tells what was committed."""
         ledger = Ledger(ctx.conn, self.tracking_table)
         t0 = time.monotonic()
         await ctx.lock.assert_held()
+        state.marking = True
         await ledger.begin_partial(f.name, f.checksum, self.name, len(stmts))
+        state.marked = True
         for i, stmt in enumerate(stmts):
-            await ctx.lock.assert_held()
+            state.done, state.running, state.sent = i, stmt, False
+            try:
+                await ctx.lock.assert_held(
+                    "so the phase stopped. " + state.describe() if i else "so nothing was applied."
+                )
+            except ConfigError:
+                # Before the first statement nothing of the file ran: leave no `running` row behind (if that fails
+                # too, the next boot's HALF_APPLIED refusal says 0 of n statements ran and how to clear it).
+                if not i:
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                        await ledger.forget(f.name)
+                raise
+            state.sent = True
             try:
                 await ctx.conn.execute(stmt.sql)
             except asyncpg.PostgresError as e:
@@ -324,6 +372,55 @@ class SqlPhase:
                 n for n, r in rows.items() if n not in names and (r.phase or "pre-schema") == self.name
             ),
         }
+
+
+@dataclass
+class _NoTransactionState:
+    """How far a no-transaction file got, for a stop or connection loss message that tells the truth."""
+
+    file: SqlFile
+    total: int
+    table: str
+    marking: bool = False  # the INSERT of its `running` row was sent
+    marked: bool = False  # ... and returned
+    done: int = 0  # statements committed and recorded
+    running: Statement | None = None  # the next statement
+    sent: bool = False  # ... and it was sent to the server
+
+    def describe(self) -> str:
+        f, table = self.file, self.table
+        if not self.marking:
+            return "the no-transaction file about to run had not started; nothing from it was applied."
+        where = f" (line {location(f.text, self.running.offset).split(':')[0]})" if self.running else ""
+        if not self.marked:
+            return (
+                f"{f.path} is a no-transaction file; it was being marked as running when the stop came and none of "
+                f"its statements ran. If the next boot refuses it as half-applied (0 of {self.total} statements), "
+                f"run: DELETE FROM {table} WHERE filename = '{f.name}'; and boot again."
+            )
+        committed = (
+            f"none of its {self.total} statements was recorded as committed"
+            if not self.done
+            else f"statement 1 of {self.total} was committed and recorded"
+            if self.done == 1
+            else f"statements 1-{self.done} of {self.total} were committed and recorded"
+        )
+        running = (
+            "was running (or had just finished) and may or may not have completed (an interrupted CREATE INDEX "
+            "CONCURRENTLY leaves an INVALID index)"
+            if self.sent
+            else "and the rest had not started"
+        )
+        return (
+            f"{f.path} is a no-transaction file, so it was NOT rolled back: {committed}; statement {self.done + 1}"
+            f"{where} {running}. Its row in "
+            f"{table} stays marked running ({self.done} of {self.total}), so the next boot refuses the file (exit "
+            "5, HALF_APPLIED) until you resolve it: check what the statements from "
+            f"{self.done + 1} on did (SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; for indexes), "
+            f"then either DELETE FROM {table} WHERE filename = '{f.name}'; to run the whole file again, or UPDATE "
+            f"{table} SET status = 'applied' WHERE filename = '{f.name}'; if you completed it by hand. Files "
+            "recorded as applied before it stay applied."
+        )
 
 
 _ROLLED_BACK = (

@@ -3,8 +3,11 @@
 The message is `BEGIN; <statements>; <tracking row>; COMMIT;` per file, back to back. Postgres runs the statements in
 order and stops at the first error, so the files before it are committed and recorded, and the failing file's
 transaction is left aborted (the caller rolls it back). After each statement of the file a marker
-`SELECT setval('pg_temp.supervisor_progress', k)` records how many statements completed: sequences are not
+`SELECT pg_catalog.setval('pg_temp.supervisor_progress', k)` records how many statements completed: sequences are not
 transactional, so the count survives the abort and names the failing statement even when Postgres gives no position.
+Between files the session is reset (inside each file's transaction, before its tracking row: see
+`Ledger.record_and_commit_sql`), so no file's SET reaches the next one; the markers and the tracking row never depend
+on the session state a file leaves (schema-qualified, and the sequence is granted to PUBLIC against a SET ROLE).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class Batch:
         self, files: Sequence[tuple[SqlFile, list[Statement]]], tail: Callable[[SqlFile], str]
     ) -> None:
         self.files = [f for f, _ in files]
-        self._parts: list[str] = [f"SELECT setval('{PROGRESS}', 0);\n"]
+        self._parts: list[str] = [f"SELECT pg_catalog.setval('{PROGRESS}', 0);\n"]
         self._starts: list[int] = [0]  # message offset where each part starts
         self._owners: list[tuple[SqlFile | None, Statement | None]] = [(None, None)]
         self._numbered: list[tuple[SqlFile, Statement]] = []  # statement k+1 of the batch is _numbered[k]
@@ -48,7 +51,7 @@ class Batch:
             for stmt in stmts:
                 self._numbered.append((f, stmt))
                 self._add(stmt.sql, f, stmt)
-                self._add(f";\nSELECT setval('{PROGRESS}', {len(self._numbered)});\n", f, None)
+                self._add(f";\nSELECT pg_catalog.setval('{PROGRESS}', {len(self._numbered)});\n", f, None)
             self._add(tail(f) + ";\n", f, None)
         self.sql = "".join(self._parts)
 

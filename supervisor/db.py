@@ -35,6 +35,7 @@ __all__ = [
     "is_connection_loss",
     "is_pooler_error",
     "lost_connection",
+    "session_reset_sql",
     "transaction_pooler",
 ]
 
@@ -166,6 +167,21 @@ async def connect(db: DbSettings, timeout: float = _ATTEMPT_TIMEOUT_S) -> asyncp
     return conn
 
 
+def session_reset_sql(conn: asyncpg.Connection) -> str:
+    """SQL that puts the session back to the state `connect` gave it: what a migration file SET or SET ROLEd is gone.
+
+    `RESET ALL` returns every setting to its session default, which includes what the startup packet set
+    (application_name, keepalives, DB_SEARCH_PATH's search_path), but not the session user, hence `SET SESSION
+    AUTHORIZATION DEFAULT` (which also ends a `SET ROLE`). The setting `connect` SETs after the startup is SET
+    again. Not DISCARD: it cannot run in a transaction block, and it would drop what the session must keep (the
+    phase's advisory lock, the batch's temporary progress sequence).
+    """
+    sql = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"
+    if conn.get_server_version().major >= 14:
+        sql += f"; SET client_connection_check_interval = '{_CHECK_INTERVAL}'"
+    return sql
+
+
 def _version(conn: asyncpg.Connection) -> str:
     v = conn.get_server_version()
     return f"{v.major}.{v.micro}" if v.major >= 10 else f"{v.major}.{v.minor}.{v.micro}"
@@ -282,10 +298,12 @@ def is_connection_loss(exc: BaseException) -> bool:
     )
 
 
-def lost_connection(exc: BaseException, where: str) -> DatabaseUnavailable:
-    """The error for a connection that died mid-phase: the lock went with it, so the phase stops."""
+def lost_connection(exc: BaseException, where: str, outcome: str | None = None) -> DatabaseUnavailable:
+    """The error for a connection that died mid-phase: the lock went with it, so the phase stops. `outcome` says what
+    became of the work that was running (default: an open transaction, which the server rolls back)."""
     return DatabaseUnavailable(
         f"the database connection was lost {where} ({_describe(exc)}); its advisory lock went with it, so the "
-        "phase stopped. The current file's transaction was rolled back; run again to continue.",
+        "phase stopped. "
+        + (outcome or "Any transaction it had open was rolled back by the server; run again to continue."),
         error_code="CONNECTION_LOST",
     )

@@ -106,7 +106,13 @@ class Interrupted(SupervisorError):
     default_error_code = "INTERRUPTED"
 
     def __init__(self, signum: int, name: str) -> None:
-        super().__init__(f"stopped by {name} before Directus started; nothing was left half-applied")
+        from supervisor import inflight
+
+        state = inflight.current() or (
+            "the SQL file whose transaction was open, if any, was rolled back; files recorded as applied stay "
+            "applied. Run again to continue."
+        )
+        super().__init__(f"stopped by {name} before Directus started: {state}")
         self.signum = signum
 
     @property

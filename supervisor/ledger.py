@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import anyio
 import asyncpg
 
-from supervisor.db import application_name
+from supervisor.db import application_name, session_reset_sql
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
 from supervisor.tablename import quote_table
 from supervisor.tables import ABSENT, CURRENT, LEGACY, Relation, foreign_table_error, inspect, ledger_shape
@@ -37,6 +38,16 @@ _COLUMNS = (
 def _literal(value: str) -> str:
     """An SQL string literal; the E'' form escapes the same way whatever standard_conforming_strings says."""
     return "E'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# Our own short transaction for a progress record written between the statements of a no-transaction file: SET LOCAL
+# puts the session's defaults (role, path, timeouts) back in force for it alone, so the file's own settings (a SET
+# ROLE, a pg_dump-style empty search_path, a short statement_timeout) neither break the record nor end before the
+# file does.
+_OWN_TRANSACTION = (
+    "BEGIN READ WRITE; SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path TO DEFAULT; "
+    "SET LOCAL statement_timeout TO DEFAULT; SET LOCAL lock_timeout TO DEFAULT;\n"
+)
 
 
 def _applied_by() -> str:
@@ -150,16 +161,22 @@ class Ledger:
     def record_and_commit_sql(self, filename: str, checksum: str, phase: str, lock: PhaseLock) -> str:
         """SQL that records a fully applied file and commits its transaction, to append to the file's last statement.
 
-        Literals rather than parameters, so it travels in the same simple-protocol message as the file's last
-        statement: a file of k statements costs k round trips, not k + 4. The duration is measured by the server
-        (since BEGIN). If this backend no longer holds `lock`, `status` comes out NULL and the NOT NULL constraint
-        aborts the transaction, the file's work with it (`is_lock_refusal` recognises that error). "No longer holds"
-        means the statement runs on another backend than the one that took the lock, as behind a transaction pooler.
+        It first resets the session (`session_reset_sql`) inside the file's transaction: whatever the file SET (a
+        search_path, a statement_timeout, a role) is gone before the tracking row is written, and, committed with the
+        file, does not reach the next file. A failing file's SETs roll back with it. Literals rather than
+        parameters, so it travels in the same simple-protocol message as the file's last statement: a file of k
+        statements costs k round trips, not k + 4. The duration is measured by the server (since the transaction
+        start, which Postgres takes from the start of the message in a multi-statement message). If this backend
+        no longer holds `lock`, `status` comes out NULL and the NOT NULL constraint aborts the transaction, the
+        file's work with it (`is_lock_refusal` recognises that error). "No longer holds" means the statement runs on
+        another backend than the one that took the lock, as behind a transaction pooler.
         """
         return (
+            f"{session_reset_sql(self.conn)};\n"
             f"INSERT INTO {self.table} (filename, checksum, phase, duration_ms, applied_by, status) "
             f"SELECT {_literal(filename)}, {_literal(checksum)}, {_literal(phase)}, "
-            "round(extract(epoch FROM clock_timestamp() - now()) * 1000)::int, "
+            "pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.now()) "
+            "OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4, "
             f"{_literal(_applied_by())}, CASE WHEN {lock.on_holder()} THEN '{APPLIED}' END;\n"
             "COMMIT"
         )
@@ -175,7 +192,8 @@ class Ledger:
     async def durations(self, filenames: list[str]) -> dict[str, int]:
         """`duration_ms` of the given files that are recorded (a batch's committed files)."""
         rows = await self.conn.fetch(
-            f"SELECT filename, duration_ms FROM {self.table} WHERE filename = ANY($1::text[])", filenames
+            f"SELECT filename, duration_ms FROM {self.table} WHERE filename = ANY($1::pg_catalog.text[])",
+            filenames,
         )
         return {r["filename"]: r["duration_ms"] for r in rows}
 
@@ -194,16 +212,26 @@ class Ledger:
     async def progress(
         self, filename: str, done: int, status: str = RUNNING, duration_ms: int | None = None
     ) -> None:
-        """Record how many statements of a no-transaction file have committed."""
-        await self.conn.execute(
-            f"UPDATE {self.table} SET statements_done = $2, status = $3, duration_ms = $4, applied_at = now() "
-            "WHERE filename = $1",
-            filename,
-            done,
-            status,
-            duration_ms,
+        """Record how many statements of a no-transaction file have committed (in the file's session state)."""
+        await self._own(
+            f"UPDATE {self.table} SET statements_done = {done:d}, status = {_literal(status)}, duration_ms = "
+            f"{'NULL' if duration_ms is None else f'{duration_ms:d}'}, applied_at = pg_catalog.now() "
+            f"WHERE filename = {_literal(filename)}"
         )
 
     async def forget(self, filename: str) -> None:
         """Delete a row: a no-transaction file that failed on its first statement left nothing behind."""
-        await self.conn.execute(f"DELETE FROM {self.table} WHERE filename = $1", filename)
+        await self._own(f"DELETE FROM {self.table} WHERE filename = {_literal(filename)}")
+
+    async def _own(self, sql: str) -> None:
+        """Run `sql` in a transaction of its own under the supervisor's settings, leaving the session's as they were."""
+        try:
+            await self.conn.execute(f"{_OWN_TRANSACTION}{sql};\nCOMMIT")
+        except BaseException:
+            if not self.conn.is_closed() and self.conn.is_in_transaction():
+                with anyio.move_on_after(5, shield=True):
+                    try:
+                        await self.conn.execute("ROLLBACK")
+                    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                        self.conn.terminate()  # the server rolls back when the session ends
+            raise

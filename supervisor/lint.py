@@ -6,6 +6,9 @@ Findings (one per line, `file:line:col: severity: message`):
   before schema-apply and fails on a fresh database (the bug this project was born from): error; a post-schema
   statement on a table that neither the snapshot nor a pre-schema file creates: warning;
 - a statement that cannot run in a transaction, in a file without `-- supervisor: no-transaction`: error;
+- transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) where it would break the file's own
+  transaction or its progress records: error (the runner refuses the file); a no-op COMMIT/ROLLBACK in a
+  no-transaction file: warning;
 - integrity: the same file name in both folders, non-UTF-8 or empty files (errors), non-.sql files (warning);
 - the snapshot: parses, vendor `postgres`, `systemFields` where its Directus version needs them.
 Exit status: 0 without errors (warnings are printed but pass), 1 with errors, 2 for usage errors.
@@ -19,7 +22,7 @@ from typing import Any
 from supervisor.errors import SupervisorError
 from supervisor.settings import Settings
 from supervisor.snapshot import load_snapshot, needs_system_fields, parse_version
-from supervisor.sqlfile import SqlFile, list_sql_files, location
+from supervisor.sqlfile import SqlFile, classify, list_sql_files, location
 
 __all__ = ["Finding", "lint"]
 
@@ -308,6 +311,15 @@ def _no_transaction_reason(stmt: Any) -> str | None:
 
 
 def _transactions(p: _Parsed, findings: list[Finding]) -> None:
+    from pglast import ast
+
+    for raw in p.stmts:
+        if isinstance(raw.stmt, ast.TransactionStmt):
+            end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(p.file.text)  # 0: to the end
+            sql = p.file.text[raw.stmt_location : end]
+            hit = classify(raw.stmt, sql, p.file.no_transaction)
+            if hit:
+                findings.append(_at(p.file, raw.stmt_location, "error" if hit[1] else "warning", hit[2]))
     if p.file.no_transaction:
         return
     for raw in p.stmts:

@@ -84,17 +84,18 @@ class PhaseLock:
 
     def on_holder(self) -> str:
         """An SQL condition, true when the statement runs on the backend that holds the lock."""
-        return f"pg_backend_pid() = {self.backend_pid:d}"
+        return f"pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) {self.backend_pid:d}"
 
-    async def assert_held(self) -> None:
+    async def assert_held(self, outcome: str = "so nothing was applied.") -> None:
         """Raise unless this statement runs on the lock's backend (a pooler in between would break that)."""
         if not await self.conn.fetchval(f"SELECT {self.on_holder()}"):
-            raise self.not_held()
+            raise self.not_held(outcome)
 
-    def not_held(self) -> ConfigError:
-        """The refusal for a statement that ran on another backend than the lock's: a pooler in between."""
+    def not_held(self, outcome: str = "so nothing was applied.") -> ConfigError:
+        """The refusal for a statement that ran on another backend than the lock's: a pooler in between.
+        `outcome` says what became of the work."""
         return transaction_pooler(
-            f"The {self.name} lock is not held by the backend this statement ran on, so nothing was applied."
+            f"The {self.name} lock is not held by the backend this statement ran on, {outcome}"
         )
 
 

@@ -1,5 +1,5 @@
-"""SQL migration files: discovery, normalisation, checksums, the no-transaction directive, statement splitting and
-error locations. Pure logic, no database.
+"""SQL migration files: discovery, normalisation, checksums, the no-transaction directive, statement splitting,
+transaction control in a file, and error locations. Pure logic, no database.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from supervisor.errors import ConfigError, IntegrityRefusal, MigrationFailed
 
@@ -17,18 +18,28 @@ __all__ = [
     "CHECKSUM_PREFIX",
     "SqlFile",
     "Statement",
+    "TransactionControl",
     "check_collisions",
     "checksum_matches",
+    "classify",
     "list_sql_files",
     "location",
     "require_folder",
     "snippet",
+    "transaction_control",
 ]
 
 CHECKSUM_PREFIX = "sha256:"
 _DIRECTIVE = re.compile(r"^\s*--\s*supervisor:\s*no-transaction\s*$", re.IGNORECASE)
 _LEGACY = re.compile(r"[0-9a-f]{64}")  # the old runner's `sha256sum` output
 _BOM = b"\xef\xbb\xbf"
+# Every transaction-control statement starts with one of these words; what else starts with them (PREPARE name AS,
+# a block comment first) is told apart by the parser. Only these statements are parsed a second time.
+_LEADING = re.compile(r"(?:\s+|--[^\n]*)*")
+_WORD = re.compile(r"[A-Za-z]+")
+_TXN_WORD = re.compile(
+    r"(?:BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE)\b", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,114 @@ class SqlFile:
                 error_code="SQL_SYNTAX",
             ) from e
         return [Statement(self.text[s], s.start) for s in slices]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionControl:
+    """A transaction-control statement (BEGIN, COMMIT, ...) in a file, and what the supervisor makes of it."""
+
+    offset: int  # where it starts in the file's text
+    command: str  # e.g. "COMMIT", "START TRANSACTION", "PREPARE TRANSACTION"
+    refused: bool  # True: the runner refuses the file, lint reports an error; False: a no-op, a lint warning
+    message: str  # what it would do and what to do instead
+
+
+_OPENS = "would open a transaction inside the one the supervisor already runs this file in"
+_ENDS = (
+    "would end the transaction the supervisor runs this file in: the statements before it would be committed (or "
+    "discarded) apart from the file's tracking row, and an error after it would leave the file partly applied while "
+    "it is reported as rolled back"
+)
+_REMOVE = (
+    "Remove it: the supervisor wraps each file in its own transaction and commits it together with the file's "
+    "tracking row. If the file really must control transactions itself, put `-- supervisor: no-transaction` on its "
+    "first line (its statements then run one by one, each committing on its own)."
+)
+_IN_BLOCK = (
+    "needs a transaction block, but in a no-transaction file each statement runs on its own, so it would fail or do "
+    "nothing at run time"
+)
+_NOT_IN_BLOCK = (
+    "cannot run inside the transaction the supervisor runs this file in. Put it in a file whose first line is "
+    "`-- supervisor: no-transaction`."
+)
+_SPANS = (
+    "would open a transaction spanning the following statements of this no-transaction file and the progress "
+    "records the supervisor writes between them, so a crash would lose the record of what committed"
+)
+_NO_OP = (
+    "does nothing in a no-transaction file (each statement commits on its own; Postgres only warns that there is no "
+    "transaction in progress); remove it"
+)
+_NT_FIX = (
+    "Remove it, or remove the `-- supervisor: no-transaction` line so the whole file runs in one transaction."
+)
+
+
+def _classify(kind: int, chain: bool, first: str, no_transaction: bool) -> tuple[str, bool, str] | None:
+    """(command, refused, message) for a TransactionStmt of `kind` (pglast's TransactionStmtKind), or None when it is
+    harmless here.
+
+    In a transactional file everything that opens or ends a transaction is refused. SAVEPOINT, RELEASE and ROLLBACK TO
+    are allowed there: they work on subtransactions nested inside the file's own transaction, and whatever they do,
+    the file's work still commits or rolls back as one, with its tracking row. In a no-transaction file each statement
+    commits on its own (autocommit): BEGIN/START would open a transaction that spans the following statements and the
+    supervisor's progress records in between, so it is refused; SAVEPOINT, RELEASE, ROLLBACK TO and PREPARE
+    TRANSACTION need a transaction block, so they are refused as certain failures or no-ops; COMMIT/END/ROLLBACK/ABORT
+    are no-ops there (Postgres warns "there is no transaction in progress"), reported as warnings; COMMIT PREPARED and
+    ROLLBACK PREPARED are what such a file is for.
+    """
+    names = {
+        0: first or "BEGIN", 1: "START TRANSACTION", 2: first or "COMMIT", 3: first or "ROLLBACK", 4: "SAVEPOINT",
+        5: "RELEASE SAVEPOINT", 6: "ROLLBACK TO SAVEPOINT", 7: "PREPARE TRANSACTION", 8: "COMMIT PREPARED",
+        9: "ROLLBACK PREPARED",
+    }  # fmt: skip
+    command = names[kind] + (" AND CHAIN" if chain else "")
+    if not no_transaction:
+        if kind in (0, 1):
+            return command, True, f"{command} {_OPENS}. {_REMOVE}"
+        if kind in (2, 3, 7):
+            return command, True, f"{command} {_ENDS}. {_REMOVE}"
+        if kind in (8, 9):
+            return command, True, f"{command} {_NOT_IN_BLOCK}"
+        return None  # SAVEPOINT, RELEASE, ROLLBACK TO: nested inside the file's transaction
+    if kind in (0, 1):
+        return command, True, f"{command} {_SPANS}. {_NT_FIX}"
+    if kind in (4, 5, 6, 7):
+        return command, True, f"{command} {_IN_BLOCK}. {_NT_FIX}"
+    if kind in (2, 3):
+        return command, False, f"{command} {_NO_OP}"
+    return None  # COMMIT PREPARED / ROLLBACK PREPARED cannot run in a transaction block: this is their place
+
+
+def transaction_control(f: SqlFile, stmts: list[Statement]) -> list[TransactionControl]:
+    """The file's transaction-control statements that matter, found with the real parser (a cheap look at each
+    statement's first word first, so only candidates are parsed again)."""
+    from pglast import ast, parse_sql
+
+    found = []
+    for stmt in stmts:
+        start = _code_start(stmt.sql)
+        if not (stmt.sql.startswith("/*", start) or _TXN_WORD.match(stmt.sql, start)):
+            continue
+        node = parse_sql(stmt.sql)[0].stmt
+        if isinstance(node, ast.TransactionStmt):
+            hit = classify(node, stmt.sql, f.no_transaction)
+            if hit:
+                found.append(TransactionControl(stmt.offset, *hit))
+    return found
+
+
+def classify(node: Any, sql: str, no_transaction: bool) -> tuple[str, bool, str] | None:
+    """(command, refused, message) for a pglast `TransactionStmt` whose text is `sql`, or None when harmless."""
+    word = _WORD.match(sql, _code_start(sql))
+    return _classify(int(node.kind), bool(node.chain), word.group().upper() if word else "", no_transaction)
+
+
+def _code_start(sql: str) -> int:
+    """Offset of the first character after leading blanks and `--` comments."""
+    m = _LEADING.match(sql)
+    return m.end() if m else 0
 
 
 def checksum_matches(stored: str, file: SqlFile) -> bool:

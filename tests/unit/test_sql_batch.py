@@ -22,7 +22,7 @@ def test_message_wraps_each_file_in_its_own_transaction():
     sql = _batch().sql
     assert sql.count("BEGIN;") == 2
     assert sql.count("COMMIT;") == 2
-    assert "SELECT setval('pg_temp.supervisor_progress', 3)" in sql
+    assert "SELECT pg_catalog.setval('pg_temp.supervisor_progress', 3)" in sql
 
 
 def test_position_maps_to_the_file_and_the_offset_in_its_statement():
