@@ -186,6 +186,7 @@ class Settings:
     wait_timeout: float = 60.0
     lock_timeout: float = 600.0
     stop_timeout: float = 25.0
+    step_timeout: float = 600.0
     allow_destructive_schema: bool = False
     tracking_table: str = "migrations_applied"
     log_format: str = "auto"
@@ -239,6 +240,7 @@ class Settings:
             wait_timeout=parse_duration("SUPERVISOR_WAIT_TIMEOUT", get("SUPERVISOR_WAIT_TIMEOUT", "60")),
             lock_timeout=parse_duration("SUPERVISOR_LOCK_TIMEOUT", get("SUPERVISOR_LOCK_TIMEOUT", "600")),
             stop_timeout=parse_duration("SUPERVISOR_STOP_TIMEOUT", get("SUPERVISOR_STOP_TIMEOUT", "25")),
+            step_timeout=_positive("SUPERVISOR_STEP_TIMEOUT", get("SUPERVISOR_STEP_TIMEOUT", "600")),
             allow_destructive_schema=parse_bool(
                 "SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", get("SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", "0")
             ),
@@ -247,6 +249,13 @@ class Settings:
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
             warnings=tuple(e.warnings),
         )
+
+
+def _positive(name: str, raw: str) -> float:
+    seconds = parse_duration(name, raw)
+    if seconds <= 0:
+        raise ConfigError(f"{name}={raw!r} must be more than 0 (it bounds how long a step may run)")
+    return seconds
 
 
 def _directus_cmd(raw: str | None) -> tuple[str, ...]:
