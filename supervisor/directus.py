@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -23,12 +24,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
-from supervisor.errors import DatabaseUnavailable, DirectusStepFailed
+from supervisor.errors import ConfigError, DatabaseUnavailable, DirectusStepFailed
 from supervisor.lock import PhaseLock
 from supervisor.schemadiff import strip_ansi
 from supervisor.settings import Settings
@@ -69,20 +71,27 @@ def cli_env() -> dict[str, str]:
     return {**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1", "LOG_LEVEL": "info"}
 
 
+@functools.cache
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """A `preexec_fn` that makes the kernel SIGKILL the child when this process dies (`kill -9` included).
 
     SIGKILL, not TERM: by then the lock's session is gone with its socket, so the step must stop at once. The
     signal is tied to the forking *thread*: asyncio forks from the event-loop thread, which lives as long as the
     supervisor. If the supervisor died between fork and prctl, the signal never comes: the child then sees another
-    parent and exits. Only the CLI process itself is covered: a Node child of Directus's own would be orphaned
-    (the CLI steps start none). Runs between fork and exec, so it calls only a function resolved beforehand.
+    parent and exits. Only the CLI process itself is covered: a process it started of its own would be orphaned.
+    Runs between fork and exec, so it calls only a function resolved beforehand.
     """
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl = _libc().prctl
     parent = os.getpid()
 
     def preexec() -> None:
@@ -170,16 +179,27 @@ async def run_cli(
     out: list[str] = []
     err: list[str] = []
     log.info("directus.step_started", argv=" ".join(argv))
+    preexec = _die_with_parent()
+    if preexec is None:
+        log.warning(
+            "directus.no_parent_death_signal", hint="not Linux: a killed supervisor leaves the step running"
+        )
     # asyncio, not anyio.open_process: only subprocess's preexec_fn can set the parent-death signal in the child.
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(),
-        # A preexec_fn is unsafe when other threads hold locks the child needs; this one only calls prctl.
-        preexec_fn=_die_with_parent(),
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+            # A preexec_fn is unsafe when other threads hold locks the child needs; this one only calls prctl.
+            preexec_fn=preexec,
+        )
+    except OSError as e:
+        raise ConfigError(
+            f"cannot run the Directus CLI `{' '.join(argv)}`: {e.strerror or e}; check SUPERVISOR_DIRECTUS_CMD",
+            error_code="DIRECTUS_CMD_INVALID",
+        ) from e
     waiting = anyio.CancelScope()
     watching = anyio.CancelScope()
     draining = anyio.CancelScope()
