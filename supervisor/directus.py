@@ -151,6 +151,8 @@ class _LockWatch:
             while self.reason is None:
                 await anyio.sleep(_PROBE_EVERY_S)
                 try:
+                    # Stopped mid-probe when the step ends: asyncpg cancels the query and the phase's next
+                    # statement waits for that, so the connection is never left busy.
                     with anyio.fail_after(_PROBE_TIMEOUT_S):
                         holder = await conn.fetchval(f"SELECT {self.lock.on_holder()}")
                 except TimeoutError:

@@ -244,3 +244,33 @@ async def test_a_hung_step_is_stopped_after_the_step_timeout(
     assert not _alive(_standin_pid(log))
     assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
     assert await conn.fetchval(_LOCK_BACKENDS) is None
+
+
+async def test_the_end_of_a_step_never_leaves_the_lock_connection_busy(
+    db: Database, conn: asyncpg.Connection
+):
+    """The lock watch stopped while its probe runs (the step just ended): the phase's next statement on that
+    connection still runs (asyncpg waits for the cancelled probe), it does not fail as 'another operation is in
+    progress'. A guard on the driver's behaviour the watch relies on."""
+    from supervisor.directus import _LockWatch
+    from supervisor.lock import PhaseLock
+
+    class SlowProbe(PhaseLock):
+        __slots__ = ()
+
+        def on_holder(self) -> str:
+            return f"pg_sleep(0.4) IS NOT NULL AND pg_backend_pid() = {self.backend_pid:d}"
+
+    lock_conn = await db.connect()
+    try:
+        lock = SlowProbe(lock_conn, "bootstrap", 4, await lock_conn.fetchval("SELECT pg_backend_pid()"))
+        watch = _LockWatch(lock, lambda: None)
+        stopping = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.7)  # the first probe starts at 0.5 s and runs until 0.9 s
+        stopping.cancel()
+        with suppress(asyncio.CancelledError):
+            await stopping
+        assert watch.reason is None
+        assert await lock_conn.fetchval("SELECT 42") == 42
+    finally:
+        await lock_conn.close()
