@@ -77,7 +77,7 @@ async def run_bootstrap(ctx: PhaseContext, install: DirectusInstall, reason: str
     """`directus bootstrap`, then check that it did what it claims, then record it."""
     version = await install.version(ctx.log)
     ctx.log.info("bootstrap.running", reason=reason, directus_version=version)
-    result = await run_cli(ctx.settings, ["bootstrap"], ctx.log)
+    result = await run_cli(ctx.settings, ["bootstrap"], ctx.log, lock=ctx.lock)
     if result.code != 0:
         raise DirectusStepFailed(
             f"`directus bootstrap` failed (exit {result.code}):\n{result.tail()}",

@@ -20,6 +20,7 @@ from phases.base import PhaseContext, Step
 from phases.bootstrap import DirectusInstall, NamedStep, ensure_bootstrapped
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal
+from supervisor.lock import PhaseLock
 from supervisor.schemadiff import Change, Diff, parse_dry_run
 from supervisor.settings import Settings
 from supervisor.snapshot import Snapshot, check_fit, load_snapshot
@@ -28,10 +29,12 @@ from supervisor.state import StateTable
 __all__ = ["SchemaPhase", "dry_run"]
 
 
-async def dry_run(settings: Settings, snapshot: Snapshot, log: Any) -> Diff:
-    """`directus schema apply --dry-run`, parsed; refuses output that is neither a diff nor 'no changes'."""
+async def dry_run(settings: Settings, snapshot: Snapshot, log: Any, lock: PhaseLock | None = None) -> Diff:
+    """`directus schema apply --dry-run`, parsed; refuses output that is neither a diff nor 'no changes'.
+
+    Under the phase's `lock` when applying; `plan` runs it without one (it changes nothing)."""
     result = await run_cli(
-        settings, ["schema", "apply", "--dry-run", "--yes", str(snapshot.path.absolute())], log
+        settings, ["schema", "apply", "--dry-run", "--yes", str(snapshot.path.absolute())], log, lock=lock
     )
     return _parse(result)
 
@@ -117,7 +120,7 @@ class SchemaPhase:
                 "schema.fresh_database", hint="nothing to destroy; applying without the guard's dry-run"
             )
         else:
-            diff = await dry_run(ctx.settings, snap, ctx.log)
+            diff = await dry_run(ctx.settings, snap, ctx.log, ctx.lock)
         fields: dict[str, Any] = {
             "changes": len(diff.changes) if diff else "all",
             "directus_version": version,
@@ -131,7 +134,7 @@ class SchemaPhase:
             for change in destructive:
                 ctx.log.warning("schema.destructive_allowed", change=change.describe())
             result = await run_cli(
-                ctx.settings, ["schema", "apply", "--yes", str(snap.path.absolute())], ctx.log
+                ctx.settings, ["schema", "apply", "--yes", str(snap.path.absolute())], ctx.log, lock=ctx.lock
             )
             if result.code != 0:
                 raise DirectusStepFailed(
@@ -139,7 +142,7 @@ class SchemaPhase:
                     f"transaction, so nothing of it was kept:\n{result.tail()}",
                     error_code="SCHEMA_APPLY_FAILED",
                 )
-            left = await dry_run(ctx.settings, snap, ctx.log)
+            left = await dry_run(ctx.settings, snap, ctx.log, ctx.lock)
             if not left.empty:
                 raise DirectusStepFailed(
                     f"`directus schema apply` reported success but {len(left.changes)} change(s) remain: "

@@ -38,6 +38,11 @@ _SETTINGS_FLAGS = (
         "after forwarding SIGTERM, when to SIGKILL Directus (default: 25s)",
     ),
     (
+        "--step-timeout",
+        "SUPERVISOR_STEP_TIMEOUT",
+        "a Directus CLI step running longer is stopped, exit 8 (default: 600s)",
+    ),
+    (
         "--tracking-table",
         "SUPERVISOR_TRACKING_TABLE",
         "tracking table: name or schema.name, folded to lower case (default: migrations_applied)",
@@ -62,9 +67,9 @@ Database: the supervisor reads Directus's own variables: DB_CLIENT (pg, postgres
 DB_DATABASE, DB_USER, DB_PASSWORD, or DB_CONNECTION_STRING; DB_SSL__*; DB_SEARCH_PATH; and X_FILE for any of them
 (read verbatim, as Directus does). Every flag above has the SUPERVISOR_* variable shown in its help; flags win.
 
-Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration; 3 database unreachable or login
-rejected; 4 migration failed (rolled back); 5 integrity refusal (changed file, same name in both folders,
-half-applied file); 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed; run: Directus's own status, or
+Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration; 3 database unreachable, login
+rejected, or connection lost (a running Directus step is stopped); 4 migration failed (rolled back); 5 integrity refusal (changed file, same name in both folders,
+half-applied file); 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed or timed out; run: Directus's own status, or
 128+N when signal N ended it.
 """
 

@@ -185,6 +185,7 @@ class Settings:
     wait_timeout: float = 60.0
     lock_timeout: float = 600.0
     stop_timeout: float = 25.0
+    step_timeout: float = 600.0
     allow_destructive_schema: bool = False
     tracking_table: str = "migrations_applied"
     log_format: str = "auto"
@@ -236,6 +237,7 @@ class Settings:
             wait_timeout=parse_duration("SUPERVISOR_WAIT_TIMEOUT", get("SUPERVISOR_WAIT_TIMEOUT", "60")),
             lock_timeout=parse_duration("SUPERVISOR_LOCK_TIMEOUT", get("SUPERVISOR_LOCK_TIMEOUT", "600")),
             stop_timeout=parse_duration("SUPERVISOR_STOP_TIMEOUT", get("SUPERVISOR_STOP_TIMEOUT", "25")),
+            step_timeout=_positive("SUPERVISOR_STEP_TIMEOUT", get("SUPERVISOR_STEP_TIMEOUT", "600")),
             allow_destructive_schema=parse_bool(
                 "SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", get("SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", "0")
             ),
@@ -251,6 +253,13 @@ def _source(flags: Mapping[str, str | None] | None, env: Mapping[str, str], vari
     if (flags or {}).get(variable) is not None:
         return "--" + variable.removeprefix("SUPERVISOR_").lower().replace("_", "-")
     return f"{variable} (read from {variable}_FILE)" if f"{variable}_FILE" in env else variable
+
+
+def _positive(name: str, raw: str) -> float:
+    seconds = parse_duration(name, raw)
+    if seconds <= 0:
+        raise ConfigError(f"{name}={raw!r} must be more than 0 (it bounds how long a step may run)")
+    return seconds
 
 
 def _directus_cmd(raw: str | None) -> tuple[str, ...]:

@@ -5,7 +5,8 @@
                                                 $STANDIN_LOG, then waits, noting each signal it gets.
 Variables: STANDIN_EXIT_NOW=n exits at once with n; STANDIN_EXIT=n exits with n on SIGTERM/SIGINT (default: die
 by the signal); STANDIN_IGNORE_TERM ignores SIGTERM; STANDIN_ORPHANS=n leaves n orphaned zombies-to-be behind and
-notes how many zombies its parent still has half a second later.
+notes how many zombies its parent still has half a second later. STANDIN_SAY=text prints text on stdout before it
+notes `ready`.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def main() -> int:
             _orphan()
         time.sleep(0.6)
         note(f"zombies {_zombies_of(os.getppid())}")
+    if "STANDIN_SAY" in os.environ:
+        print(os.environ["STANDIN_SAY"], flush=True)
     note("ready")
     while True:
         time.sleep(0.05)
