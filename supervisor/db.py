@@ -22,7 +22,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_before_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from supervisor.errors import ConfigError, DatabaseUnavailable
@@ -204,7 +205,8 @@ async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBound
 
     retrying = AsyncRetrying(
         stop=stop_before_delay(budget_s),
-        wait=wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.3),
+        # Exponential from 0.1 s, capped at 2 s, plus up to 0.3 s of jitter (spelled so tenacity 8.3 to 9.x agree).
+        wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.3),
         retry=retry_if_exception(_transient),
         before_sleep=before_sleep,
         sleep=anyio.sleep,

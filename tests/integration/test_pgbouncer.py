@@ -185,9 +185,6 @@ async def test_a_pgbouncer_refusing_startup_parameters_is_a_config_error(
     assert elapsed < 15  # no retries until the wait budget is spent
 
 
-# tenacity >= 9.2 deprecates wait_exponential_jitter(initial=), which supervisor.db passes (tenacity >= 8.3 has no
-# replacement); in-process waits would otherwise fail on the warnings-as-errors setting.
-@pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning")
 @pytest.mark.parametrize(
     "sql",
     [

@@ -24,8 +24,6 @@ from tests.conftest import Database, Layout, Result, finish, start_supervisor, s
 PRE = ("migrate", "--only", "pre-schema")
 POST = ("migrate", "--only", "post-schema")
 APP_PW = "app-pw-123"
-# tenacity >= 9.2 deprecates an argument supervisor.db passes; only tests that connect in-process see the warning.
-_TENACITY = pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning")
 
 
 @dataclass
@@ -114,7 +112,6 @@ def _leaky_files(other_role: str) -> dict[str, str]:
     }
 
 
-@_TENACITY
 async def test_each_file_starts_from_the_same_session_state_cold_or_incremental(
     mode: Mode, db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path
 ):
@@ -161,7 +158,6 @@ async def test_each_file_starts_from_the_same_session_state_cold_or_incremental(
         await c2.close()
 
 
-@_TENACITY
 async def test_session_state_does_not_cross_from_pre_schema_to_post_schema(
     db: Database, conn: asyncpg.Connection, layout: Layout
 ):
