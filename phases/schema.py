@@ -2,7 +2,8 @@
 
 1. the snapshot must fit (vendor postgres, this Directus version, `systemFields` where needed): else exit 7;
 2. Directus installed and migrated first (`bootstrap`, under its own lock);
-3. `--dry-run`, parsed: a deletion, an index drop or a type change is refused (exit 7) unless
+3. `--dry-run`, parsed strictly: a line the parser cannot read is a refusal (exit 8), never an empty diff; a
+   deletion, an index or unique-constraint drop, a primary-key or type change is refused (exit 7) unless
    SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA is set, listing each item and the rows that would lose data;
 4. apply, then a second dry-run must show no changes (Directus's exit code alone proves nothing);
 5. record the snapshot checksum and Directus version: a warm boot with both unchanged skips the phase entirely.
@@ -21,7 +22,7 @@ from phases.bootstrap import DirectusInstall, NamedStep, ensure_bootstrapped
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal
 from supervisor.lock import PhaseLock
-from supervisor.schemadiff import Change, Diff, parse_dry_run
+from supervisor.schemadiff import Change, Diff, UnreadableDryRun, parse_dry_run
 from supervisor.settings import Settings
 from supervisor.snapshot import Snapshot, check_fit, load_snapshot
 from supervisor.state import StateTable
@@ -29,17 +30,19 @@ from supervisor.state import StateTable
 __all__ = ["SchemaPhase", "dry_run"]
 
 
-async def dry_run(settings: Settings, snapshot: Snapshot, log: Any, lock: PhaseLock | None = None) -> Diff:
-    """`directus schema apply --dry-run`, parsed; refuses output that is neither a diff nor 'no changes'.
-
-    Under the phase's `lock` when applying; `plan` runs it without one (it changes nothing)."""
+async def dry_run(
+    settings: Settings, snapshot: Snapshot, log: Any, lock: PhaseLock | None = None, *, applied: bool = False
+) -> Diff:
+    """`directus schema apply --dry-run`, parsed; refuses output that is neither a diff nor 'no changes', and a diff
+    with any line it cannot read. Under the phase's `lock` when applying; `plan` runs it without one (it changes
+    nothing). `applied`: the snapshot was applied just before (the verifying dry-run)."""
     result = await run_cli(
         settings, ["schema", "apply", "--dry-run", "--yes", str(snapshot.path.absolute())], log, lock=lock
     )
-    return _parse(result)
+    return _parse(result, applied=applied)
 
 
-def _parse(result: CliResult) -> Diff:
+def _parse(result: CliResult, *, applied: bool = False) -> Diff:
     if result.code != 0:
         raise DirectusStepFailed(
             f"`{' '.join(result.argv)}` failed (exit {result.code}):\n{result.tail()}",
@@ -47,8 +50,10 @@ def _parse(result: CliResult) -> Diff:
         )
     try:
         diff = parse_dry_run(result.stdout)
-    except ValueError as e:
-        raise DirectusStepFailed(f"{e}:\n{result.tail()}", error_code="SCHEMA_DIFF_FAILED") from e
+    except UnreadableDryRun as e:
+        raise DirectusStepFailed(
+            _unreadable(result, e, applied=applied), error_code="SCHEMA_DIFF_UNREADABLE"
+        ) from e
     if not diff.installed:
         raise DirectusStepFailed(
             "Directus says it is not installed on this database although bootstrap ran; check that DB_* and "
@@ -56,6 +61,23 @@ def _parse(result: CliResult) -> Diff:
             error_code="DIRECTUS_NOT_INSTALLED",
         )
     return diff
+
+
+def _unreadable(result: CliResult, e: UnreadableDryRun, *, applied: bool) -> str:
+    """The refusal for a dry-run the parser cannot read completely: the guard cannot tell what would change."""
+    where = f"line {e.line_no} of its output, {e.line!r}: {e.reason}" if e.line_no else e.reason
+    done = (
+        "Directus reported the snapshot applied, but this check of it could not be read, so it is not recorded "
+        "and the next boot checks again"
+        if applied
+        else "The snapshot was not applied and nothing was recorded"
+    )
+    return (
+        f"`{' '.join(result.argv)}` printed a dry-run this supervisor cannot read completely ({where}), so it "
+        f"cannot tell what applying the snapshot would change. {done}. This Directus version may print a format "
+        "the supervisor does not know: upgrade the supervisor, or report the line with the Directus version."
+        f"\n{result.tail()}"
+    )
 
 
 class SchemaPhase:
@@ -142,7 +164,7 @@ class SchemaPhase:
                     f"transaction, so nothing of it was kept:\n{result.tail()}",
                     error_code="SCHEMA_APPLY_FAILED",
                 )
-            left = await dry_run(ctx.settings, snap, ctx.log, ctx.lock)
+            left = await dry_run(ctx.settings, snap, ctx.log, ctx.lock, applied=True)
             if not left.empty:
                 raise DirectusStepFailed(
                     f"`directus schema apply` reported success but {len(left.changes)} change(s) remain: "

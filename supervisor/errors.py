@@ -8,7 +8,7 @@ SupervisorError              1  unexpected: a bug (traceback at debug level)
 ├── IntegrityRefusal         5  changed applied file, basename in both folders, half-applied file
 ├── LockTimeout              6  a phase lock stayed held elsewhere for the whole lock timeout
 ├── SchemaRefusal            7  destructive or mismatched snapshot
-├── DirectusStepFailed       8  a Directus CLI step failed or did not do what it claimed
+├── DirectusStepFailed       8  a Directus CLI step failed, printed an unreadable dry-run, or did not do as claimed
 └── Interrupted              128+N  a signal N ended the boot
 ```
 
@@ -94,7 +94,8 @@ class SchemaRefusal(SupervisorError):
 
 
 class DirectusStepFailed(SupervisorError):
-    """Raised when a Directus CLI step fails or does not do what it claimed (exit 8)."""
+    """Raised when a Directus CLI step fails, prints a dry-run the guard cannot read completely, or does not do
+    what it claimed (exit 8)."""
 
     exit_code = 8
     default_error_code = "DIRECTUS_STEP_FAILED"

@@ -1,25 +1,92 @@
 """Parsing `directus schema apply --dry-run` output into changes, and deciding which ones destroy data.
 
-The format (Directus 11.0-12.4, see research/directus.md): a marker line, then sections `Collections:`, `Fields:`,
-`System Fields:`, `Relations:`; items `  - Create|Update|Delete name[ → related]`; children
-`    - Set path to value` / `Remove path` / `Add path and set it to value`. Log lines may come before the marker.
+The format (Directus 11.0-12.4, `api/src/cli/commands/schema/apply.ts`, see research/directus.md section 3) is
+printed by one `console.log` just before `process.exit(0)`, so nothing else reaches stdout after it:
+
+    The following changes will be applied:
+    <blank>
+    Collections:                                   sections in this order, each at most once, blank lines between
+      - Create|Update|Delete <collection>
+        - Set <path> to <value>                    children only under Update
+    Fields:
+      - Create|Update|Delete <collection>.<field>
+        - Set <path> to <value> | Remove <path> | Add <path> and set it to <value>
+    System Fields:
+      - Update <collection>.<field>                (same children as Fields)
+    Relations:
+      - Create|Update|Delete <collection>.<field>[ → <related collection>]
+        - Set <path> to <value>
+
+Names are printed verbatim, spaces included (`  - Delete my table`). Log lines may come before the marker.
+
+The guard fails closed: after the marker every non-blank line must fit this grammar, or the parse raises
+`UnreadableDryRun` quoting the line. A diff that looks empty because a line was skipped would let a destructive
+snapshot through and be recorded as applied.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["MARKER", "NOT_INSTALLED", "NO_CHANGES", "Change", "Diff", "parse_dry_run", "strip_ansi"]
+__all__ = [
+    "MARKER",
+    "NOT_INSTALLED",
+    "NO_CHANGES",
+    "SECTIONS",
+    "Change",
+    "Diff",
+    "UnreadableDryRun",
+    "parse_dry_run",
+    "strip_ansi",
+]
 
 MARKER = "The following changes will be applied:"
 NO_CHANGES = "No changes to apply."
 NOT_INSTALLED = "Directus isn't installed on this database"
+ARROW = " \u2192 "  # the relation target separator, U+2192
+# Printer order; the value is what Change.section holds.
+SECTIONS = {
+    "Collections:": "collections",
+    "Fields:": "fields",
+    "System Fields:": "system fields",
+    "Relations:": "relations",
+}
+# What the printer can emit in each section: item verbs, and the child kinds under an Update.
+_VERBS = {
+    "collections": ("Create", "Update", "Delete"),
+    "fields": ("Create", "Update", "Delete"),
+    "system fields": ("Update",),
+    "relations": ("Create", "Update", "Delete"),
+}
+_CHILD_KINDS = {
+    "collections": ("Set",),
+    "fields": ("Set", "Remove", "Add"),
+    "system fields": ("Set", "Remove", "Add"),
+    "relations": ("Set",),
+}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_SECTION = re.compile(r"^(Collections|Fields|System Fields|Relations):$")
-_ITEM = re.compile(r"^  - (Create|Update|Delete) (\S+?)(?: → (\S+))?$")
-_CHILD = re.compile(r"^    - (?:Set (.+?) to (.*)|Remove (.+)|Add (.+?) and set it to (.*))$")
-_TYPE_PATHS = {"type", "data_type", "max_length", "numeric_precision", "numeric_scale"}
+_ITEM = re.compile(r"^  - (\S+) (.*)$")
+_CHILD = re.compile(r"^    - (?:(Set) (.+?) to (.*)|(Remove) (.+)|(Add) (.+?) and set it to (.*))$")
+# pino-pretty's line for the no-changes message (`[12:00:00.000] INFO: No changes to apply.`, with `(pid)` when
+# LOGGER_ settings keep it); LOG_STYLE=raw prints JSON instead.
+_NO_CHANGES_PRETTY = re.compile(r"^\[[^\]]*\] INFO(?: \([^)]*\))?: No changes to apply\.$")
+_TYPE_PATHS = {"type", "data_type", "max_length", "numeric_precision", "numeric_scale", "schema"}
+_KEY_PATHS = {"is_primary_key", "has_auto_increment"}
+
+
+class UnreadableDryRun(ValueError):
+    """Raised when the dry-run output is not (entirely) in the printer's format: a line after the marker that is
+    not a section header, an item or a child of one, a marker followed by no item, or neither a diff nor
+    `No changes to apply.`. `line_no` is 1-based in the output; both are None when no single line is to blame."""
+
+    def __init__(self, reason: str, line_no: int | None = None, line: str | None = None) -> None:
+        where = f"line {line_no} ({line!r}): " if line_no is not None else ""
+        super().__init__(where + reason)
+        self.reason = reason
+        self.line_no = line_no
+        self.line = line
 
 
 def strip_ansi(text: str) -> str:
@@ -33,20 +100,22 @@ class Change:
 
     section: str  # collections | fields | system fields | relations
     kind: str
-    name: str  # `collection` or `collection.field`
+    name: str  # `collection` or `collection.field`, verbatim
     related: str | None = None
-    details: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # child lines without the `    - `
     destructive_reason: str | None = None
 
     @property
     def collection(self) -> str:
-        """The table the change touches."""
-        return self.name.split(".", 1)[0]
+        """The table the change touches (up to the first dot for field and relation items)."""
+        return self.name if self.section == "collections" else self.name.split(".", 1)[0]
 
     @property
     def field_name(self) -> str | None:
         """The column, for field changes."""
-        return self.name.split(".", 1)[1] if "." in self.name else None
+        if self.section == "collections" or "." not in self.name:
+            return None
+        return self.name.split(".", 1)[1]
 
     def describe(self) -> str:
         """`Delete field vehicles.plate` style, with the relation target and details."""
@@ -71,51 +140,173 @@ class Diff:
 
     @property
     def destructive(self) -> list[Change]:
-        """The changes that drop or rewrite stored data or indexes."""
+        """The changes that drop or rewrite stored data, indexes, unique constraints or the primary key."""
         return [c for c in self.changes if c.destructive_reason]
 
 
 def parse_dry_run(output: str) -> Diff:
-    """Parse the dry-run's stdout; raises ValueError when it is neither a diff nor `No changes to apply.`."""
-    text = strip_ansi(output)
-    if NOT_INSTALLED in text:
-        return Diff([], installed=False)
-    lines = text.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == MARKER)
-    except StopIteration:
-        if NO_CHANGES in text:
+    """Parse the dry-run's stdout. Raises `UnreadableDryRun` unless every line after the marker is read, or the
+    output is a plain `No changes to apply.` / not-installed message without a marker."""
+    lines = [line.rstrip("\r") for line in strip_ansi(output).split("\n")]
+    start = next((i for i, line in enumerate(lines) if line.strip() == MARKER), None)
+    before = lines if start is None else lines[:start]
+    not_installed = any(NOT_INSTALLED in line for line in before)
+    no_changes = any(_is_no_changes(line) for line in before)
+    if start is None:
+        if not_installed:
+            return Diff([], installed=False)
+        if no_changes:
             return Diff([])
-        raise ValueError("the dry-run printed neither a list of changes nor 'No changes to apply.'") from None
-    changes: list[Change] = []
-    section = ""
-    for line in lines[start + 1 :]:
-        if m := _SECTION.match(line):
-            section = m.group(1).lower()
-        elif m := _ITEM.match(line):
-            changes.append(Change(section, m.group(1), m.group(2), m.group(3)))
-        elif (m := _CHILD.match(line)) and changes:
-            changes[-1].details.append(line.strip()[2:])
+        raise UnreadableDryRun("the dry-run printed neither a list of changes nor 'No changes to apply.'")
+    if not_installed or no_changes:
+        raise UnreadableDryRun(
+            "the dry-run printed both a list of changes and "
+            + ("'not installed'" if not_installed else "'No changes to apply.'")
+        )
+    changes = _parse_body(lines, start + 1)
     _mark_destructive(changes)
     return Diff(changes)
+
+
+def _is_no_changes(line: str) -> bool:
+    text = line.strip()
+    if _NO_CHANGES_PRETTY.match(text):
+        return True
+    if text.startswith("{"):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(record, dict) and record.get("msg") == NO_CHANGES
+    return False
+
+
+def _parse_body(lines: list[str], first: int) -> list[Change]:
+    """The lines after the marker (index `first` on), read strictly by the grammar in the module docstring."""
+    changes: list[Change] = []
+    section: str | None = None
+    seen: list[str] = []  # sections so far, in order
+    section_items = 0
+    after_blank = True  # the marker is followed by a blank line; a header must follow a blank line
+    for i in range(first, len(lines)):
+        line, no = lines[i], i + 1
+        if not line.strip():
+            after_blank = True
+            continue
+        if line in SECTIONS:
+            name = SECTIONS[line]
+            if not after_blank:
+                raise UnreadableDryRun("a section header not preceded by a blank line", no, line)
+            if section is not None and section_items == 0:
+                raise UnreadableDryRun(f"the section before it ({section}) lists no item", no, line)
+            order = list(SECTIONS.values())
+            if name in seen or (seen and order.index(name) < order.index(seen[-1])):
+                raise UnreadableDryRun("a section out of the printer's order, or repeated", no, line)
+            seen.append(name)
+            section, section_items, after_blank = name, 0, False
+            continue
+        if section is None:
+            raise UnreadableDryRun("a line before any section header", no, line)
+        if after_blank:
+            raise UnreadableDryRun("after a blank line only a section header can follow", no, line)
+        if m := _ITEM.match(line):
+            changes.append(_item(section, m.group(1), m.group(2), no, line))
+            section_items += 1
+        elif m := _CHILD.match(line):
+            _child(section, changes[-1] if section_items else None, m, no, line)
+        else:
+            raise UnreadableDryRun("neither a section header, an item nor a child of an item", no, line)
+    if section is None:
+        raise UnreadableDryRun("the marker is followed by no section and no change")
+    if section_items == 0:
+        raise UnreadableDryRun(f"the last section ({section}) lists no item")
+    return changes
+
+
+def _item(section: str, verb: str, rest: str, no: int, line: str) -> Change:
+    if verb not in _VERBS[section]:
+        raise UnreadableDryRun(f"unknown item verb {verb!r} in the {section} section", no, line)
+    name, related = rest, None
+    if section == "relations" and ARROW in rest:
+        if rest.count(ARROW) > 1:
+            raise UnreadableDryRun("a relation with more than one '→': its target is ambiguous", no, line)
+        name, related = rest.split(ARROW)
+        if not related.strip():
+            raise UnreadableDryRun("a relation with an empty target", no, line)
+    if not name.strip():
+        raise UnreadableDryRun("an item without a name", no, line)
+    if section != "collections":
+        collection, _, column = name.partition(".")
+        if not collection or not column:
+            raise UnreadableDryRun(f"a {section} item whose name is not <collection>.<field>", no, line)
+    return Change(section, verb, name, related)
+
+
+def _child(section: str, parent: Change | None, m: re.Match[str], no: int, line: str) -> None:
+    kind = m.group(1) or m.group(4) or m.group(6)
+    if parent is None:
+        raise UnreadableDryRun("a child line with no item above it in its section", no, line)
+    if parent.kind != "Update":
+        raise UnreadableDryRun(
+            f"a child line under a {parent.kind} item (only Update has children)", no, line
+        )
+    if kind not in _CHILD_KINDS[section]:
+        raise UnreadableDryRun(f"a {kind!r} child in the {section} section", no, line)
+    parent.details.append(line[len("    - ") :])
+
+
+def _child_path(detail: str) -> tuple[str, str, str | None]:
+    """(kind, path, value) of a stored child line; value is None for Remove."""
+    m = _CHILD.match("    - " + detail)
+    assert m is not None  # every stored detail matched _CHILD when it was read
+    if m.group(1):
+        return "Set", m.group(2), m.group(3)
+    if m.group(4):
+        return "Remove", m.group(5), None
+    return "Add", m.group(7), m.group(8)
 
 
 def _mark_destructive(changes: list[Change]) -> None:
     created = {c.name for c in changes if c.kind == "Create" and c.section == "fields"}
     for c in changes:
+        reasons: list[str] = []
         if c.kind == "Delete" and c.section == "collections":
-            c.destructive_reason = "drops the table and its rows"
+            reasons.append("drops the table and its rows")
         elif c.kind == "Delete" and c.section == "fields":
-            c.destructive_reason = (
+            reasons.append(
                 "changes the field's type (dropped and re-created)"
                 if c.name in created
                 else "drops the column"
             )
-        elif any(d.startswith("Set is_indexed to false") for d in c.details):
-            c.destructive_reason = "drops an index"
-        elif c.section == "fields" and c.kind == "Update":
-            typed = [
-                d for d in c.details if d.startswith("Set ") and d[4:].split(" to ", 1)[0] in _TYPE_PATHS
-            ]
-            if typed:
-                c.destructive_reason = "changes the column type (" + "; ".join(typed) + ")"
+        if c.section in ("fields", "system fields"):
+            reasons += _schema_reasons(c.details)
+        c.destructive_reason = "; ".join(reasons) or None
+
+
+def _schema_reasons(details: list[str]) -> list[str]:
+    """What a field update's child lines destroy: `formatPath` prints schema keys without their `schema.` prefix."""
+    index, unique, key, typed = [], [], [], []
+    for detail in details:
+        _, path, value = _child_path(detail)
+        if path == "is_indexed" and value != "true":
+            index.append(detail)
+        elif path == "is_unique" and value != "true":
+            unique.append(detail)
+        elif path in _KEY_PATHS:
+            key.append(detail)
+        elif path in _TYPE_PATHS:
+            typed.append(detail)
+    reasons = []
+    if index:
+        reasons.append("drops an index" + _why(index, "Set is_indexed to false"))
+    if unique:
+        reasons.append("drops a unique constraint" + _why(unique, "Set is_unique to false"))
+    if key:
+        reasons.append("changes the primary key (" + "; ".join(key) + ")")
+    if typed:
+        reasons.append("changes the column type (" + "; ".join(typed) + ")")
+    return reasons
+
+
+def _why(details: list[str], usual: str) -> str:
+    return "" if details == [usual] else " (" + "; ".join(details) + ")"
