@@ -436,14 +436,18 @@ async def _counter(conn: asyncpg.Connection) -> tuple[int, int] | None:
     """The batch's statement counter and the backend it was read on; None where this session's counter is missing."""
     try:
         row = await conn.fetchrow(f"SELECT last_value, pg_catalog.pg_backend_pid() FROM {PROGRESS}")
-    except asyncpg.UndefinedTableError:
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        # 42P01, or 3F000 "schema pg_temp does not exist" on a backend that never made a temporary object
         return None
     assert row is not None  # a sequence has exactly one row
     return int(row[0]), int(row[1])
 
 
 def _counter_missing(e: asyncpg.PostgresError) -> bool:
-    return e.sqlstate == "42P01" and "supervisor_progress" in str(e)
+    # 3F000: `pg_temp` itself is missing on a backend where this session never created anything temporary.
+    return (e.sqlstate == "42P01" and "supervisor_progress" in str(e)) or (
+        e.sqlstate == "3F000" and "pg_temp" in str(e)
+    )
 
 
 async def _rollback(conn: asyncpg.Connection) -> None:

@@ -227,3 +227,16 @@ async def test_a_batch_that_finds_no_progress_counter_is_refused_as_a_pooler(
     assert [e["file"] for e in r.events("step.applied")] == ["001.sql"]
     assert await conn.fetchval("SELECT to_regclass('second')") is None
     assert await conn.fetchval("SELECT array_agg(filename) FROM migrations_applied") == ["001.sql"]
+
+
+async def test_a_backend_without_temporary_objects_reads_as_a_missing_counter(db: Database):
+    """On a backend where the session never made a temporary object, `pg_temp` itself does not exist (3F000, not
+    42P01): what a transaction pooler hands a batch's follow-up query. It reads as a missing counter (the pooler
+    refusal), never an internal error."""
+    from phases.sql import _counter
+
+    fresh = await asyncpg.connect(db.dsn)
+    try:
+        assert await _counter(fresh) is None
+    finally:
+        await fresh.close()
