@@ -21,7 +21,7 @@ from supervisor.lock import advisory_lock
 from supervisor.settings import Settings
 from supervisor.state import StateTable
 
-__all__ = ["BOOTSTRAP_LOCK", "BootstrapPhase", "DirectusInstall", "NamedStep", "ensure_bootstrapped"]
+__all__ = ["BOOTSTRAP_LOCK", "NOT_INSTALLED", "BootstrapPhase", "DirectusInstall", "NamedStep", "ensure_bootstrapped"]
 
 BOOTSTRAP_LOCK = 4
 NOT_INSTALLED = "Directus is not installed on this database"
@@ -98,21 +98,22 @@ async def run_bootstrap(ctx: PhaseContext, install: DirectusInstall, reason: str
     return {"duration_ms": result.duration_ms, "directus_version": version}
 
 
-async def ensure_bootstrapped(ctx: PhaseContext, install: DirectusInstall) -> bool:
+async def ensure_bootstrapped(ctx: PhaseContext, install: DirectusInstall) -> str | None:
     """Bootstrap first if needed, under the bootstrap lock (nested in the caller's), so it happens exactly once.
 
-    Returns True when this call installed Directus on an empty database (so no user collection exists yet).
+    Returns why this call ran `directus bootstrap` (`NOT_INSTALLED`: Directus was installed on an empty database,
+    so no user collection exists yet), or None when it did not run it.
     """
     state = StateTable(ctx.conn, ctx.settings.tracking_table)
     version = await install.version(ctx.log)
     if await bootstrap_reason(ctx.conn, state, version) is None:
-        return False
+        return None
     async with advisory_lock(ctx.conn, "bootstrap", BOOTSTRAP_LOCK, ctx.settings.lock_timeout, ctx.log):
         reason = await bootstrap_reason(ctx.conn, state, version)  # re-read under the lock
         if reason is None:
-            return False
+            return None
         await run_bootstrap(ctx, install, reason)
-        return reason == NOT_INSTALLED
+        return reason
 
 
 class BootstrapPhase:

@@ -18,9 +18,9 @@ from typing import Any
 import asyncpg
 
 from phases.base import PhaseContext, Step
-from phases.bootstrap import DirectusInstall, NamedStep, ensure_bootstrapped
+from phases.bootstrap import NOT_INSTALLED, DirectusInstall, NamedStep, ensure_bootstrapped
 from supervisor.directus import CliResult, run_cli
-from supervisor.errors import DirectusStepFailed, SchemaRefusal
+from supervisor.errors import DirectusStepFailed, SchemaRefusal, SupervisorError
 from supervisor.lock import PhaseLock
 from supervisor.schemadiff import Change, Diff, UnreadableDryRun, parse_dry_run
 from supervisor.settings import Settings
@@ -130,10 +130,27 @@ class SchemaPhase:
 
     async def _apply(self, ctx: PhaseContext) -> dict[str, Any]:
         t0 = time.monotonic()
-        snap = self.snapshot
         version = await self.install.version(ctx.log)
-        check_fit(snap, version, force=ctx.settings.force)
-        fresh = await ensure_bootstrapped(ctx, self.install)
+        check_fit(self.snapshot, version, force=ctx.settings.force)
+        bootstrapped = await ensure_bootstrapped(ctx, self.install)
+        try:
+            return await self._guard_and_apply(ctx, version, fresh=bootstrapped == NOT_INSTALLED, t0=t0)
+        except SupervisorError as e:
+            if bootstrapped:
+                # The snapshot was not applied, but the database did change in this boot: say so, so that nobody
+                # reads "nothing was applied" as "the database is as it was" (an upgrade ran Directus's migrations).
+                e.message += (
+                    f"\nNote: before this, `directus bootstrap` ran in this boot ({bootstrapped}) and applied "
+                    f"Directus {version}'s own migrations; they are committed and recorded (bootstrap phase) and "
+                    "stay. Only the snapshot was not applied."
+                )
+                e.args = (e.message,)
+            raise
+
+    async def _guard_and_apply(
+        self, ctx: PhaseContext, version: str, *, fresh: bool, t0: float
+    ) -> dict[str, Any]:
+        snap = self.snapshot
         if fresh:
             # Just installed on an empty database: there is nothing to drop, so skip the guard's dry-run (one
             # Node start, about 3 s of a cold boot). The verification dry-run below still runs.
@@ -182,7 +199,7 @@ class SchemaPhase:
             f"  - {c.describe()}: {c.destructive_reason}{await _rows_at_risk(conn, c)}" for c in destructive
         ]
         return (
-            f"{self.snapshot.path}: applying this snapshot would destroy data, so nothing was applied:\n"
+            f"{self.snapshot.path}: applying this snapshot would destroy data, so it was not applied:\n"
             + "\n".join(lines)
             + "\nIf that is intended, set SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA=1 for one run; otherwise fix the "
             "snapshot (was it made by another Directus version, or from a database missing these collections?)."

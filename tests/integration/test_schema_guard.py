@@ -70,3 +70,38 @@ async def test_deleted_name_with_a_space_is_read_and_refused(
     assert "Delete collection my table: drops the table and its rows" in r.failure["error"]
     assert all("--dry-run" in c for c in calls if c.startswith("schema apply"))
     assert await _recorded(conn) == ["bootstrap"]
+
+
+async def test_a_refusal_after_an_upgrade_bootstrap_says_the_migrations_stay(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+) -> None:
+    """A Directus upgrade runs `directus bootstrap` (its own migrations) before the guard; when the guard then
+    refuses, the message must not claim the database is untouched: it says bootstrap ran, why, and that its
+    migrations stay. A refusal without a bootstrap in the same boot carries no such note."""
+    await _installed(conn)
+    r, _ = await _guard(db, layout, tmp_path, "[12:00:00.000] INFO: No changes to apply.\n")
+    assert r.code == 0, r.stderr
+    # The same refusal twice: once with Directus already bootstrapped at this version, once after an "upgrade".
+    (tmp_path / "dry-run.txt").write_text(HEAD + "  - Delete legacy\n")
+    (layout.root / "snapshots" / "schema.yaml").write_text(SNAPSHOT + "# changed\n")
+    env = db.env(SUPERVISOR_DIRECTUS_CMD=FAKE, FAKE_DRY_RUN=str(tmp_path / "dry-run.txt"))
+    plain = await supervise("migrate", "--only", "schema-apply", env=env, cwd=layout.root)
+    assert plain.code == 7, plain.stderr
+    assert "so it was not applied" in plain.failure["error"]
+    assert "directus bootstrap` ran" not in plain.failure["error"]
+    await conn.execute("UPDATE supervisor_state SET directus_version = '11.17.4' WHERE phase = 'bootstrap'")
+    upgrade = await supervise("migrate", "--only", "schema-apply", env=env, cwd=layout.root)
+    assert upgrade.code == 7, upgrade.stderr
+    error = upgrade.failure["error"]
+    assert "nothing was applied" not in error
+    assert (
+        "`directus bootstrap` ran in this boot (Directus 11.17.4 -> 12.4.0: its migrations must run)" in error
+    )
+    assert (
+        "they are committed and recorded (bootstrap phase) and stay. Only the snapshot was not applied."
+        in error
+    )
+    assert (
+        await conn.fetchval("SELECT directus_version FROM supervisor_state WHERE phase = 'bootstrap'")
+        == "12.4.0"
+    )
