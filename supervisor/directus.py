@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process
 from structlog.typing import FilteringBoundLogger
 
+from supervisor.errors import ConfigError
 from supervisor.schemadiff import strip_ansi
 from supervisor.settings import Settings
 
@@ -70,6 +71,7 @@ async def _pump(
 async def run_cli(settings: Settings, args: Sequence[str], log: FilteringBoundLogger) -> CliResult:
     """Run `<directus> ARGS` to completion; a cancellation (a signal) stops it with SIGTERM, then SIGKILL."""
     argv = (*settings.directus_argv(), *args)
+    _require_executable(argv)
     t0 = time.monotonic()
     out: list[str] = []
     err: list[str] = []
@@ -86,6 +88,19 @@ async def run_cli(settings: Settings, args: Sequence[str], log: FilteringBoundLo
     result = CliResult(argv, code, "\n".join(out), "\n".join(err), round((time.monotonic() - t0) * 1000))
     log.info("directus.step_finished", argv=" ".join(argv), exit_code=code, duration_ms=result.duration_ms)
     return result
+
+
+def _require_executable(argv: Sequence[str]) -> None:
+    """Refuse a CLI command that cannot start (exit 2): spawning it would raise an OSError, which the phases would
+    take for a lost database connection."""
+    import shutil
+
+    if shutil.which(argv[0]) is None:
+        raise ConfigError(
+            f"cannot run the Directus CLI `{' '.join(argv)}`: {argv[0]} is not an executable file (nor found on "
+            "PATH); check SUPERVISOR_DIRECTUS_CMD",
+            error_code="DIRECTUS_CMD_INVALID",
+        )
 
 
 async def _stop(proc: Process, log: FilteringBoundLogger) -> None:
