@@ -19,7 +19,7 @@ PROPERTY = settings(deadline=None, database=None, max_examples=150)
 
 _IDENT = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True).map(lambda s: f"t_{s}")
 # Literal text: anything but NUL (Postgres refuses it), CR (normalised to LF), and lone surrogates.
-_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00\r"), max_size=20)
+_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00\r"), max_size=20)
 _DOLLAR_BODY = _TEXT.filter(lambda s: "$" not in s)
 
 _STATEMENT = st.one_of(
@@ -91,7 +91,7 @@ def _direct(text: str, offset: int) -> str:
     return f"{len(before)}:{len(before[-1]) + 1}"
 
 
-_ANY_TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\r"), max_size=200)
+_ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r"), max_size=200)
 
 
 @PROPERTY
