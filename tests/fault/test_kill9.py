@@ -93,9 +93,14 @@ async def _kill_at(
     await asyncio.sleep(delay)
     if launched.proc.returncode is not None:
         return "finished"
-    phases = [e["phase"] for e in launched.logs() if "phase" in e]
+    logs = launched.logs()
     launched.kill(whole_group=whole_group)
-    return phases[-1] if phases else "before any phase"
+    phases = [str(e["phase"]) for e in logs if "phase" in e]
+    if any(e.get("event") == "directus.exec" for e in logs):
+        return "start (Directus running)"
+    if phases:
+        return phases[-1]
+    return "connected, first phase" if any(e.get("event") == "db.connected" for e in logs) else "connecting"
 
 
 async def _wait_standins_gone(project: Project, within_s: float) -> list[tuple[int, str]]:
@@ -126,6 +131,7 @@ async def _trial(
     standin_sleep: float = 0.3,
 ) -> None:
     context = f"{label}: `{verb}`, kill -9 {delay:.3f}s after {target.name}; {knobs.replay()}"
+    print(context)  # shown with any failure, whatever raised it
     db = await make_db()
     project = Project(root)
     env = project.env(db, FAULT_STANDIN_SLEEP=str(standin_sleep))
@@ -135,7 +141,7 @@ async def _trial(
         during = await _kill_at(target, delay, launched, project, whole_group)
         code = await launched.wait(30)
         context += f" (killed during: {during})"
-        print(context)
+        print(f"killed during: {during}")
         if during == "finished":
             assert code == 0, f"the run ended on its own with {code} ({context}):\n{launched.output()}"
         left = await _wait_standins_gone(project, 3.0)
