@@ -1,5 +1,5 @@
 """Postgres restarted (`pg_ctl restart -m immediate`: a crash and recovery) in the middle of each phase: the run ends
-with a clear exit (3, CONNECTION_LOST, saying the connection was lost) or recovers, then a clean boot follows and
+with a clear exit (3, saying the connection or the lock was lost) or recovers, then a clean boot follows and
 nothing was applied twice.
 
 These tests own a Postgres cluster (the session's is shared by every test and must not be restarted).
@@ -110,8 +110,8 @@ async def _reached(moment: Moment, launched: Launched, project: Project, watch: 
 async def test_postgres_restarted_mid_phase(
     moment: Moment, own_pg: PgServer, own_db: Database, tmp_path: Path
 ):
-    """Restart Postgres while the phase runs a statement or a Directus step: exit 3 (CONNECTION_LOST) naming the
-    lost connection, or success; a Directus step is stopped within 3 s; then a clean boot applies every file
+    """Restart Postgres while the phase runs a statement or a Directus step: exit 3 (CONNECTION_LOST for SQL) saying
+    what was lost, or success; a Directus step is stopped within 3 s; then a clean boot applies every file
     exactly once."""
     project = Project(tmp_path, slow=moment.statement.removeprefix("fx:") if moment.statement else "")
     env = project.env(own_db, FAULT_STANDIN_SLEEP="6")
@@ -134,11 +134,17 @@ async def test_postgres_restarted_mid_phase(
                 await asyncio.sleep(0.05)
         code = await launched.wait(60)
         output = launched.output()
-        assert code in (0, 3), f"exit {code} after a Postgres restart:\n{output}"
+        # A statement may finish before the restart (then the run recovers); a Directus step lost its lock for sure.
+        assert code in ((3,) if moment.standin else (0, 3)), (
+            f"exit {code} after a Postgres restart:\n{output}"
+        )
         if code == 3:
             failed = [e for e in launched.logs() if e.get("event") == "supervisor.failed"]
-            assert failed and failed[-1]["error_code"] == "CONNECTION_LOST", output
-            assert "connection was lost" in failed[-1]["error"], output
+            assert failed, output
+            if moment.statement:
+                assert failed[-1]["error_code"] == "CONNECTION_LOST", output
+            # A Directus step stopped because its lock session died may word it as a lost lock: either way, lost.
+            assert "lost" in failed[-1]["error"], output
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launched.pgid, signal.SIGKILL)
