@@ -21,7 +21,14 @@ from supervisor.lock import advisory_lock
 from supervisor.settings import Settings
 from supervisor.state import StateTable
 
-__all__ = ["BOOTSTRAP_LOCK", "NOT_INSTALLED", "BootstrapPhase", "DirectusInstall", "NamedStep", "ensure_bootstrapped"]
+__all__ = [
+    "BOOTSTRAP_LOCK",
+    "NOT_INSTALLED",
+    "BootstrapPhase",
+    "DirectusInstall",
+    "NamedStep",
+    "ensure_bootstrapped",
+]
 
 BOOTSTRAP_LOCK = 4
 NOT_INSTALLED = "Directus is not installed on this database"

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _termination_log(err: SupervisorError) -> None:
     # Kubernetes shows this file in `kubectl describe pod`: why an init container failed, in one line.
     if os.access(TERMINATION_LOG, os.W_OK):
-        first = err.message.split("\n", 1)[0]
+        first = logsetup.redact_text(err.message.split("\n", 1)[0])  # the same redaction as the log lines
         try:
             with open(TERMINATION_LOG, "w", encoding="utf-8") as f:
                 f.write(f"{err.error_code} (exit {err.code}): {first}"[:4000] + "\n")

@@ -35,6 +35,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(mark)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Knobs of the fault suite (tests/fault): here, because options must be known before sub-folders load."""
+    parser.addoption("--trials", type=int, default=None, help="fault suite: kill -9 trials (FAULT_TRIALS)")
+    parser.addoption("--seed", type=int, default=None, help="fault suite: RNG seed (FAULT_SEED)")
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DB_* or SUPERVISOR_* variable of the developer's shell leaks into a test."""
