@@ -84,7 +84,10 @@ class LocalCluster:
         assert self.root
         opts = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
+            # Tests find a running statement by a marker in pg_stat_activity.query, which keeps only this many bytes
+            # of a batch (many files in one message).
+            "-c track_activity_query_size=65536"
         )
         self._run(
             str(bindir() / "pg_ctl"), "-D", str(self.root / "data"), "-o", opts,
