@@ -14,7 +14,7 @@ from typing import Any
 from supervisor import log as logsetup
 from supervisor.errors import SupervisorError
 from supervisor.settings import Settings
-from supervisor.signals import run_routed
+from supervisor.signals import hand_over, run_routed
 
 __all__ = ["build_parser", "main"]
 
@@ -188,6 +188,7 @@ async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settin
             return 0
         from phases.start import exec_directus
 
+        await hand_over()
         exec_directus(settings, log, outcomes=outcomes)
     if args.verb in ("status", "plan"):
         report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
