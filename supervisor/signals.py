@@ -93,8 +93,8 @@ async def hand_over() -> None:
     SIGUSR1, SIGUSR2 and SIGWINCH are ignored from now through the exec (a pending one is discarded), so none can
     end the worker by its default action. A stop is noted by a plain handler from now on, for `stop_if_signalled`;
     one the receiver caught just before is given the loop turns it needs to reach `run_routed`, which then cancels
-    this call and ends the boot with `Interrupted`. The default executor is shut down so that no thread but this
-    one is left to take a signal.
+    this call and ends the boot with `Interrupted`. The default executor is shut down, so no idle thread of it
+    (name lookups) is left to take a signal in place of this one.
     """
     import asyncio
 
