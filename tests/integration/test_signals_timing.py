@@ -169,12 +169,8 @@ async def run_trial(
         r = await finish(proc, timeout=30)
     except BaseException as e:
         # Directus holds the output pipes: end the whole tree, or waiting for the supervisor never returns.
-        tree = await asyncio.to_thread(_tree, proc.pid)
-        states = "\n".join(await asyncio.to_thread(_states, tree))
-        for pid in reversed(tree):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        states = "\n".join(await asyncio.to_thread(_states, await asyncio.to_thread(_tree, proc.pid)))
+        err = await _end_tree(proc)
         log_text = await asyncio.to_thread(_text, log)
         raise AssertionError(f"{sig.name}: {e!r}\n{states}\n{log_text}\n{err.decode()[-3000:]}") from e
     return Trial(sig, r, await asyncio.to_thread(_text, log), ready_at_send, stopped_early)
@@ -346,7 +342,20 @@ async def _hooked(point: str, *args: str, env: dict[str, str], cwd: Path) -> Res
         env={**env, "PYTHONPATH": pythonpath}, cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    return await finish(proc, timeout=30)
+    try:
+        return await finish(proc, timeout=30)
+    except TimeoutError:  # the stop was lost and Directus runs on: end it all, and say so
+        await _end_tree(proc)
+        raise AssertionError("the SIGTERM was lost: the supervisor and Directus kept running") from None
+
+
+async def _end_tree(proc: asyncio.subprocess.Process) -> bytes:
+    """SIGKILL the supervisor and its descendants (Directus holds the output pipes); its stderr."""
+    for pid in reversed(await asyncio.to_thread(_tree, proc.pid)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, err = await asyncio.wait_for(proc.communicate(), 10)
+    return err
 
 
 @pytest.mark.parametrize("point", ["exec-directus", "os-exec"])
