@@ -1,7 +1,7 @@
 """`start`: Directus replaces the worker process (exec), touching no database.
 
 In the default supervise mode the worker is the child of the resident loop (supervisor.pid1), which forwards
-signals to it and passes its exit status on; with `--exec` the supervisor itself is replaced.
+signals to it and passes its exit status on; with `--exec` the supervisor itself is replaced (refused as PID 1).
 """
 
 from __future__ import annotations
@@ -12,26 +12,25 @@ import sys
 from typing import Any, NoReturn
 
 from supervisor.settings import Settings
+from supervisor.signals import stop_if_signalled
 
 __all__ = ["exec_directus"]
 
 
 def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
-    """Replace this process with `directus start`, with default signal dispositions and an empty signal mask."""
+    """Replace this process with `directus start`, with an empty signal mask and default dispositions (but for
+    SIGUSR1, SIGUSR2 and SIGWINCH, ignored until Node resets them: see supervisor.signals); call after
+    `supervisor.signals.hand_over`. A stop signal that came after the phases means Directus never starts
+    (`Interrupted`, 128+N)."""
     argv = (*settings.directus_argv(), "start")
+    stop_if_signalled()
     log.info("directus.exec", argv=" ".join(argv), **fields)
-    if os.getpid() == 1:
-        log.warning(
-            "directus.pid1",
-            hint="--exec makes Directus PID 1: nothing reaps zombies or forwards signals to its children; "
-            "drop --exec to keep the supervisor as PID 1",
-        )
     sys.stdout.flush()
     sys.stderr.flush()
     # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored: give Directus the defaults.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # a stop from here on ends the worker by default: 128+N
     try:
         os.execvp(argv[0], argv)  # noqa: S606 (argv is the configured Directus command)
     except OSError as e:

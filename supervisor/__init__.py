@@ -1,16 +1,22 @@
-"""The Directus boot supervisor: wait for Postgres, run the boot phases under advisory locks, supervise Directus."""
+"""The Directus boot supervisor: wait for Postgres, run the boot phases under advisory locks, supervise Directus.
 
-from supervisor.errors import (
-    ConfigError,
-    DatabaseUnavailable,
-    DirectusStepFailed,
-    IntegrityRefusal,
-    Interrupted,
-    LockTimeout,
-    MigrationFailed,
-    SchemaRefusal,
-    SupervisorError,
-)
+The exceptions are re-exported lazily: `python -m supervisor` imports this package before its `__main__`, whose
+first act blocks the handled signals, and importing supervisor.errors (with `typing`) here would delay that.
+"""
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing is the cost avoided here
+if TYPE_CHECKING:
+    from supervisor.errors import (
+        ConfigError,
+        DatabaseUnavailable,
+        DirectusStepFailed,
+        IntegrityRefusal,
+        Interrupted,
+        LockTimeout,
+        MigrationFailed,
+        SchemaRefusal,
+        SupervisorError,
+    )
 
 __all__ = [
     "ConfigError",
@@ -23,3 +29,11 @@ __all__ = [
     "SchemaRefusal",
     "SupervisorError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from supervisor import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'supervisor' has no attribute {name!r}")

@@ -1,11 +1,32 @@
 """`python -m supervisor` (and the `directus-supervisor` script): the container entrypoint.
 
+Its first act blocks the signals the supervisor handles, so one that arrives before a handler exists is queued
+rather than lost (PID 1 has no default actions) or fatal (SIGUSR1's default action ends a process); the resident
+loop (supervisor.pid1) or the worker's receiver (supervisor.signals) takes them from there. Only the interpreter's
+own start-up, before this module runs, stays exposed.
+
 Before importing anything heavy it decides whether to fork-split (supervisor.pid1): `run` that ends in Directus
 (without `--exec`), and any `run`/`migrate` that is PID 1. The worker then runs the command line as usual.
 """
 
 import os
+import signal
 import sys
+
+# The signals handled (DESIGN §9), plus SIGCHLD for the resident loop; supervisor.pid1 and supervisor.signals
+# hold the same lists (a unit test checks), not imported here to keep this first step cheap.
+HANDLED = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGWINCH,
+        signal.SIGCHLD,
+    }
+)
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -39,7 +60,8 @@ def _fork_split_mode(argv: list[str]) -> tuple[bool, list[str]]:
 
 
 def main() -> int:
-    """Entry point: fork-split where needed, then the command line."""
+    """Entry point: block the handled signals, fork-split where needed, then the command line."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     argv = sys.argv[1:]
     split, worker_argv = _fork_split_mode(argv)
     if split:

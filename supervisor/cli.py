@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from supervisor import log as logsetup
-from supervisor.errors import SupervisorError
+from supervisor.errors import ConfigError, SupervisorError
 from supervisor.settings import Settings
-from supervisor.signals import run_routed
+from supervisor.signals import hand_over, run_routed
 
 __all__ = ["build_parser", "main"]
 
@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "run":
             sel.add_argument("--from", dest="from_", metavar="PHASE", help="start at this phase")
             p.add_argument(
-                "--exec", action="store_true", help="replace the process with Directus after the phases"
+                "--exec",
+                action="store_true",
+                help="replace the process with Directus after the phases (refused as PID 1: exit 2)",
             )
     for verb, text in (
         ("status", "per phase: applied, pending, changed, half-applied and orphaned files"),
@@ -149,6 +151,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         names = select_phases(args.verb, args.only, getattr(args, "from_", None), args.until) if args.verb in (
             "run", "migrate") else []  # fmt: skip
+        if getattr(args, "exec", False) and os.getpid() == 1:
+            raise ConfigError(
+                "run --exec is refused as PID 1: Directus would become PID 1, which ignores the SIGTERM that "
+                "Directus re-raises on itself after shutting down, so every stop would wait for SIGKILL; drop "
+                "--exec (the supervisor then stays as a small PID 1 that forwards signals and reaps)",
+                error_code="EXEC_AS_PID1",
+            )
         settings = Settings.load(env, flags, need_db=args.verb != "lint" and names != ["start"])
         logsetup.add_secrets(settings.secrets())
         for event, fields in settings.warnings:
@@ -193,6 +202,7 @@ async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settin
             return 0
         from phases.start import exec_directus
 
+        await hand_over()
         exec_directus(settings, log, outcomes=outcomes)
     if args.verb in ("status", "plan"):
         report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")

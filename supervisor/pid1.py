@@ -1,8 +1,9 @@
 """The resident supervisor: a small stdlib-only loop that forwards signals to Directus and reaps zombies.
 
-"Fork-split": before anything else is imported, the process blocks the signals it handles (so one that arrives
-early is queued, not lost: PID 1 has no default actions) and forks. The child, the worker, unblocks them, runs the
-asyncio phases and then execs Directus, so Directus keeps the worker's pid. The parent stays behind as this loop:
+"Fork-split": before anything else is imported, the process blocks the signals it handles (supervisor.__main__; so
+one that arrives early is queued, not lost: PID 1 has no default actions) and forks. The child, the worker, keeps
+them blocked until its own handlers are installed (supervisor.signals), runs the asyncio phases and then execs
+Directus, so Directus keeps the worker's pid. The parent stays behind as this loop:
 `sigwaitinfo` for the forwarded signals and SIGCHLD, `waitpid(-1)` for every zombie (its own child and orphans
 re-parented to it, as PID 1 or as a child subreaper). Because the asyncio code lives in another process, the global
 reaper cannot steal the exit statuses asyncio waits for, and the resident part costs only a bare interpreter.
@@ -66,17 +67,19 @@ def _status(wait_status: int) -> int:
 
 
 def fork_split(stop_timeout: float) -> None:
-    """Fork; return in the worker (signals unblocked); never return in the parent, which forwards and reaps until
-    the worker (later Directus) exits, then exits with its status."""
+    """Fork; return in the worker; never return in the parent, which forwards and reaps until the worker (later
+    Directus) exits, then exits with its status.
+
+    The worker returns with the handled signals still blocked: it imports for a few hundred milliseconds before
+    its handlers exist, and a SIGUSR1 forwarded then would end it by the default action. supervisor.signals
+    unblocks them once its receiver is installed; exec_directus hands Directus an empty mask.
+    """
     handled = {*FORWARDED, signal.SIGCHLD}
-    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+    signal.pthread_sigmask(signal.SIG_BLOCK, handled)  # __main__ did so already; kept so this stands alone
     if os.getpid() != 1:
         _subreaper()
     worker = os.fork()
     if worker == 0:
-        signal.pthread_sigmask(
-            signal.SIG_SETMASK, set()
-        )  # the worker, and Directus after exec, start unblocked
         return
     sys.exit(_loop(worker, handled, stop_timeout))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, STANDIN, Layout, finish, start_supervisor, wait_for_text
+from tests.conftest import ROOT, STANDIN, Layout, finish, start_supervisor, supervise, wait_for_text
 
 
 def _env(log: Path, **extra: str) -> dict[str, str]:
@@ -51,9 +51,12 @@ async def test_a_second_term_does_not_double_kill(layout: Layout, tmp_path: Path
 
 async def test_directus_starts_with_a_clean_signal_state(layout: Layout, tmp_path: Path):
     """No blocked signals, and neither SIGPIPE nor SIGXFSZ ignored (Python ignores both), per /proc status of a
-    shell stand-in (a Python one would reset them itself)."""
+    program run through a shell stand-in (a Python one would reset them itself). SIGUSR1, SIGUSR2 and SIGWINCH
+    arrive ignored, so none is fatal before Directus has handlers (Node resets them: the next test)."""
     log = tmp_path / "log"
-    cmd = f"sh -c 'grep -E \"^Sig(Blk|Ign)\" /proc/$$/status > {log}; echo ready >> {log}; exec sleep 30'"
+    # /proc/self of grep, not /proc/$$ of the shell: dash blocks every signal around its fork, and grep could read
+    # the shell's mask in that instant.
+    cmd = f"sh -c 'grep -E \"^Sig(Blk|Ign)\" /proc/self/status > {log}; echo ready >> {log}; exec sleep 30'"
     proc = await start_supervisor("run", "--only", "start", env=_env(log, SUPERVISOR_DIRECTUS_CMD=cmd),
                                   cwd=layout.root)  # fmt: skip
     content = await wait_for_text(log, "ready")
@@ -62,8 +65,31 @@ async def test_directus_starts_with_a_clean_signal_state(layout: Layout, tmp_pat
     fields = dict(line.split(":\t") for line in content.splitlines() if ":\t" in line)
     blocked, ignored = int(fields["SigBlk"], 16), int(fields["SigIgn"], 16)
     assert blocked == 0
-    assert not ignored & (1 << (signal.SIGPIPE - 1))
-    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+    assert not ignored & _bits(signal.SIGPIPE, signal.SIGXFSZ)
+    assert ignored & _bits(signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH) == _bits(
+        signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH
+    )
+
+
+def _bits(*sigs: signal.Signals) -> int:
+    return sum(1 << (s - 1) for s in sigs)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node is part of this machine kind")
+async def test_node_as_directus_gets_usr1_usr2_and_winch_back(layout: Layout, tmp_path: Path):
+    """The supervisor hands SIGUSR1, SIGUSR2 and SIGWINCH over ignored; Node (Directus's runtime) resets inherited
+    ignored signals to their defaults at start-up, so Directus receives them (and has no signal blocked)."""
+    log = tmp_path / "log"
+    script = (
+        "const s = require('fs').readFileSync('/proc/self/status', 'utf8');"
+        f"require('fs').writeFileSync({str(log)!r}, s.split('\\n').filter(l => l.startsWith('Sig')).join('\\n'))"
+    )
+    cmd = f'{shutil.which("node")} -e "{script}"'
+    r = await supervise("run", "--only", "start", env=_env(log, SUPERVISOR_DIRECTUS_CMD=cmd), cwd=layout.root)
+    assert r.code == 0, r.stderr
+    fields = dict(line.split(":\t") for line in log.read_text().splitlines())
+    assert int(fields["SigBlk"], 16) == 0
+    assert not int(fields["SigIgn"], 16) & _bits(signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 
 
 async def test_orphans_are_reaped_as_a_child_subreaper(layout: Layout, tmp_path: Path):
@@ -111,13 +137,22 @@ async def test_as_pid_1_in_a_new_pid_namespace_it_reaps_and_passes_statuses_on(
     assert proc.returncode == 3
 
 
-async def test_term_before_the_event_loop_exists_is_acted_on(layout: Layout, tmp_path: Path):
-    """A TERM that arrives while the worker is still importing (no event loop yet) is queued, not lost: the boot
-    stops with 143."""
+async def test_term_while_the_worker_imports_stops_the_boot_cleanly(layout: Layout, tmp_path: Path):
+    """A TERM that reaches the worker while it still imports (no handler yet) is queued, not fatal: the worker
+    itself stops the boot (its INTERRUPTED line, 143) and Directus never starts. (A worker killed by TERM's default
+    action would also exit 143 through the parent, but without that line.)"""
     log = tmp_path / "log"
     proc = await start_supervisor("run", "--only", "start", env=_env(log), cwd=layout.root)
-    await asyncio.sleep(0.1)  # past the fork (signals blocked), well before the worker's event loop
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = asyncio.get_running_loop().time() + 20
+    while not (await asyncio.to_thread(children.read_text)).strip():  # the fork: the worker starts importing
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.001)
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
     assert r.code == 143, r.stderr
     assert r.events("signal.forwarded")[0]["signal"] == "SIGTERM"
+    assert r.failure["error_code"] == "INTERRUPTED"
+    assert "SIGTERM" in r.failure["error"]
+    assert r.events("directus.exec") == []
+    assert not log.exists()

@@ -32,7 +32,7 @@ async def test_term_and_int_reach_directus_and_its_signal_status_comes_back(layo
         env = {"SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_LOG": str(log), "SUPERVISOR_LOG_FORMAT": "json",
                "PATH": "/usr/bin:/bin"}  # fmt: skip
         proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
-        await wait_for_text(log, "pid ")
+        await wait_for_text(log, "ready")  # its handlers installed: it can note the signal
         proc.send_signal(sig)
         r = await finish(proc, timeout=20)
         assert r.code == code, r.stderr
