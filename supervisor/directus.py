@@ -30,6 +30,7 @@ import anyio
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
+from supervisor import inflight
 from supervisor.errors import ConfigError, DatabaseUnavailable, DirectusStepFailed
 from supervisor.lock import PhaseLock
 from supervisor.schemadiff import strip_ansi
@@ -220,7 +221,8 @@ async def run_cli(
         with watching:
             await watch.run()
 
-    try:
+    async def _supervise_step() -> None:
+        nonlocal timed_out
         async with anyio.create_task_group() as tg:
             tg.start_soon(pump_both)
             if watch is not None:
@@ -236,6 +238,10 @@ async def run_cli(
                 log.error("directus.step_timeout", step=step, timeout_s=settings.step_timeout)
                 await _stop(proc, log, _STEP_STOP_S)
             draining.deadline = anyio.current_time() + _DRAIN_S
+
+    try:
+        with inflight.running(lambda: _stopped_step(step)):
+            await _supervise_step()
     except BaseException:
         await _stop(proc, log, _STEP_STOP_S)  # a signal: stop the step before the boot unwinds
         raise
@@ -265,6 +271,24 @@ async def run_cli(
             error_code="DIRECTUS_STEP_TIMEOUT",
         )
     return result
+
+
+def _stopped_step(step: str) -> str:
+    """What a stop signal leaves behind when it cuts `step` off (for the stop message)."""
+    if "--dry-run" in step or "--version" in step:
+        kept = "a dry-run changes nothing."
+    elif step.startswith("directus schema apply"):
+        kept = "Directus applies a snapshot in one transaction, so nothing of it was kept."
+    else:
+        kept = (
+            "Directus runs its own migrations one at a time, each committed on its own: those that finished stay, "
+            "and the next `directus bootstrap` carries on from the first one still pending."
+        )
+    return (
+        f"`{step}` was running and was stopped (SIGTERM, then SIGKILL {_STEP_STOP_S:g} s later); {kept} The "
+        "supervisor recorded nothing for it, so the next boot runs it again, under its lock. SQL files recorded "
+        "as applied stay applied."
+    )
 
 
 async def _stop(proc: asyncio.subprocess.Process, log: FilteringBoundLogger, grace_s: float) -> None:
