@@ -178,7 +178,8 @@ class SchemaPhase:
             if result.code != 0:
                 raise DirectusStepFailed(
                     f"`directus schema apply` failed (exit {result.code}); Directus applies a snapshot in one "
-                    f"transaction, so nothing of it was kept:\n{result.tail()}",
+                    "transaction, so it should have been rolled back; nothing was recorded, so the next boot's "
+                    f"dry-run shows what remains:\n{result.tail()}",
                     error_code="SCHEMA_APPLY_FAILED",
                 )
             left = await dry_run(ctx.settings, snap, ctx.log, ctx.lock, applied=True)

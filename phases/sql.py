@@ -39,6 +39,7 @@ from supervisor.sqlfile import (
     list_sql_files,
     location,
     require_folder,
+    session_leaks,
     snippet,
     transaction_control,
 )
@@ -120,6 +121,13 @@ class SqlPhase:
                     "file ran); `python -m supervisor lint` reports every such statement.",
                     error_code="TRANSACTION_CONTROL",
                 )
+        for offset, why in session_leaks(self._statements[f.name]):
+            raise MigrationFailed(
+                f"{f.path}:{location(f.text, offset)}: {why}\n{snippet(f.text, offset)}\n"
+                f"Nothing from the {self.name} phase was applied in this run (it was refused before its first file "
+                "ran); `python -m supervisor lint` reports every such statement.",
+                error_code="SESSION_STATE",
+            )
 
     def _validate(self, rows: dict[str, Row]) -> dict[str, tuple[str, str]]:
         """Refuse half-applied or changed files; returns `{filename: (legacy checksum, ours)}` of legacy matches."""
@@ -238,7 +246,7 @@ class SqlPhase:
             for f in committed:
                 yield f, {"duration_ms": durations[f.name], "statements": stats[f.name], "transaction": True}
             if ledger.is_lock_refusal(e):
-                raise ctx.lock.not_held() from e
+                raise ctx.lock.not_held(_LOCK_GONE) from e
             if counter is None or counter[1] != ctx.lock.backend_pid or _counter_missing(e):
                 # The session's temporary counter is on another backend than this statement's: a pooler.
                 raise transaction_pooler(
@@ -274,7 +282,7 @@ class SqlPhase:
                     if is_connection_loss(e):
                         raise
                     if ledger.is_lock_refusal(e):
-                        raise ctx.lock.not_held() from e
+                        raise ctx.lock.not_held(_LOCK_GONE) from e
                     position = getattr(e, "position", None)
                     offset = int(position) - 1 - len(prefix) if position else None
                     mine = ledger.owns(e) or (offset is not None and offset > len(stmt.sql))
@@ -326,7 +334,9 @@ class SqlPhase:
                 position = getattr(e, "position", None)
                 raise self._failure(f, stmt, e, outcome, int(position) - 1 if position else None) from e
             await ledger.progress(f.name, i + 1)
+        state.done, state.running, state.sent, state.finishing = len(stmts), None, False, True
         await ledger.progress(f.name, len(stmts), APPLIED, _ms(t0))
+        state.finished = True
         return {"duration_ms": _ms(t0), "statements": len(stmts), "transaction": False}
 
     def _failure(
@@ -386,11 +396,22 @@ class _NoTransactionState:
     done: int = 0  # statements committed and recorded
     running: Statement | None = None  # the next statement
     sent: bool = False  # ... and it was sent to the server
+    finishing: bool = False  # every statement committed; the row's update to `applied` was sent
+    finished: bool = False  # ... and returned
 
     def describe(self) -> str:
         f, table = self.file, self.table
         if not self.marking:
             return "the no-transaction file about to run had not started; nothing from it was applied."
+        if self.finished:
+            return f"{f.path} (a no-transaction file) had completed and is recorded as applied; nothing is pending in it."
+        if self.finishing:
+            return (
+                f"{f.path} is a no-transaction file and all {self.total} of its statements were committed; it was being "
+                f"recorded as applied when the stop came. If the next boot refuses it as half-applied, run: UPDATE "
+                f"{table} SET status = 'applied' WHERE filename = '{f.name}'; (do not delete the row: that would run "
+                "the whole file again)."
+            )
         where = f" (line {location(f.text, self.running.offset).split(':')[0]})" if self.running else ""
         if not self.marked:
             return (
@@ -423,6 +444,10 @@ class _NoTransactionState:
         )
 
 
+_LOCK_GONE = (
+    "so this file's transaction was rolled back; files recorded as applied before it (in this run or earlier) stay "
+    "applied."
+)
 _ROLLED_BACK = (
     "The file's transaction was rolled back: nothing from it was applied. Fix the file and run again."
 )

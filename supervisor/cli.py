@@ -67,10 +67,11 @@ Database: the supervisor reads Directus's own variables: DB_CLIENT (pg, postgres
 DB_DATABASE, DB_USER, DB_PASSWORD, or DB_CONNECTION_STRING; DB_SSL__*; DB_SEARCH_PATH; and X_FILE for any of them
 (read verbatim, as Directus does). Every flag above has the SUPERVISOR_* variable shown in its help; flags win.
 
-Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration; 3 database unreachable, login
-rejected, or connection lost (a running Directus step is stopped); 4 migration failed (rolled back); 5 integrity refusal (changed file, same name in both folders,
-half-applied file); 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed or timed out; run: Directus's own status, or
-128+N when signal N ended it.
+Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration (a transaction-mode pooler included);
+3 database unreachable, login rejected, or connection lost (a running Directus step is stopped); 4 migration
+failed (rolled back) or refused before running; 5 integrity refusal (changed file, same name in both folders,
+half-applied file); 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed, timed out or printed a dry-run
+the supervisor cannot read; run: Directus's own status, or 128+N when signal N ended it.
 """
 
 
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         names = select_phases(args.verb, args.only, getattr(args, "from_", None), args.until) if args.verb in (
             "run", "migrate") else []  # fmt: skip
-        if getattr(args, "exec", False) and os.getpid() == 1:
+        if getattr(args, "exec", False) and os.getpid() == 1 and "start" in names:
             raise ConfigError(
                 "run --exec is refused as PID 1: Directus would become PID 1, which ignores the SIGTERM that "
                 "Directus re-raises on itself after shutting down, so every stop would wait for SIGKILL; drop "

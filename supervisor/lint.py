@@ -22,7 +22,7 @@ from typing import Any
 from supervisor.errors import SupervisorError
 from supervisor.settings import Settings
 from supervisor.snapshot import load_snapshot, needs_system_fields, parse_version
-from supervisor.sqlfile import SqlFile, classify, list_sql_files, location
+from supervisor.sqlfile import SqlFile, classify, list_sql_files, location, session_leak
 
 __all__ = ["Finding", "lint"]
 
@@ -320,6 +320,10 @@ def _transactions(p: _Parsed, findings: list[Finding]) -> None:
             hit = classify(raw.stmt, sql, p.file.no_transaction)
             if hit:
                 findings.append(_at(p.file, raw.stmt_location, "error" if hit[1] else "warning", hit[2]))
+        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(p.file.text)
+        why = session_leak(raw.stmt, p.file.text[raw.stmt_location : end])
+        if why:
+            findings.append(_at(p.file, raw.stmt_location, "error", why))
     if p.file.no_transaction:
         return
     for raw in p.stmts:

@@ -25,6 +25,8 @@ __all__ = [
     "list_sql_files",
     "location",
     "require_folder",
+    "session_leak",
+    "session_leaks",
     "snippet",
     "transaction_control",
 ]
@@ -193,6 +195,73 @@ def transaction_control(f: SqlFile, stmts: list[Statement]) -> list[TransactionC
             hit = classify(node, stmt.sql, f.no_transaction)
             if hit:
                 found.append(TransactionControl(stmt.offset, *hit))
+    return found
+
+
+# Statements that leave something in the session after their file (so the next file of the same boot would start
+# differently from the same file in a later boot), or that undo the supervisor's own session state. Only statements
+# holding one of these words are parsed again.
+_LEAK_WORD = re.compile(r"\b(?:DISCARD|TEMP|TEMPORARY|PREPARE|HOLD|pg_advisory_unlock_all)\b", re.IGNORECASE)
+_ON_COMMIT_DROP = 3  # pglast's OnCommitAction.ONCOMMIT_DROP
+_CURSOR_OPT_HOLD = 0x20
+_LEAK_FIX = (
+    "Each file must start from the same session state whether or not another file ran before it in the same boot "
+    "(the supervisor runs many files on one connection)"
+)
+
+
+def session_leak(node: Any, sql: str) -> str | None:
+    """Why statement `node` (text `sql`) would carry state past its file or undo the supervisor's session, or None."""
+    kind = type(node).__name__
+    if kind == "DiscardStmt":
+        return (
+            "DISCARD would drop the supervisor's own session state (its temporary statement counter; DISCARD ALL also "
+            "its phase lock) between two of its statements. Remove it: the supervisor resets the session between "
+            "files itself."
+        )
+    if "pg_advisory_unlock_all" in sql.lower():
+        return (
+            "pg_advisory_unlock_all() would release the supervisor's phase lock, so the files after it would run "
+            "unprotected against another replica. Release only your own locks, with pg_advisory_unlock(key)."
+        )
+    if _lasting_temporary(kind, node):
+        return (
+            f"this temporary object would outlive the file and be seen by the next file in the same boot only "
+            f"(temporary objects come first in the search path). {_LEAK_FIX}: give a temporary table ON COMMIT DROP "
+            "(in a transactional file), or use a regular table and drop it at the end of the file."
+        )
+    if kind == "PrepareStmt":
+        return f"a prepared statement would outlive the file. {_LEAK_FIX}: run the statement directly."
+    if kind == "DeclareCursorStmt" and (node.options or 0) & _CURSOR_OPT_HOLD:
+        return (
+            f"a cursor WITH HOLD would outlive the file. {_LEAK_FIX}: declare it without HOLD, or close it."
+        )
+    return None
+
+
+def _lasting_temporary(kind: str, node: Any) -> bool:
+    """A temporary table, view or sequence that stays after its transaction (a table with ON COMMIT DROP does not)."""
+    if kind == "CreateStmt":
+        return bool(node.relation.relpersistence == "t" and node.oncommit != _ON_COMMIT_DROP)
+    if kind == "CreateTableAsStmt":
+        return bool(node.into.rel.relpersistence == "t" and node.into.onCommit != _ON_COMMIT_DROP)
+    if kind == "ViewStmt":
+        return bool(node.view.relpersistence == "t")
+    if kind == "CreateSeqStmt":
+        return bool(node.sequence.relpersistence == "t")
+    return False
+
+
+def session_leaks(stmts: list[Statement]) -> list[tuple[int, str]]:
+    """(offset, message) of each statement that would carry session state past its file (see `session_leak`)."""
+    from pglast import parse_sql
+
+    found = []
+    for stmt in stmts:
+        if _LEAK_WORD.search(stmt.sql):
+            why = session_leak(parse_sql(stmt.sql)[0].stmt, stmt.sql)
+            if why:
+                found.append((stmt.offset, why))
     return found
 
 

@@ -46,6 +46,10 @@ def table_name_problem(raw: str) -> str | None:
             return f"{part!r} contains {bad!r}"
         if len(part.encode()) > MAX_PART_BYTES:
             return f"{part!r} is {len(part.encode())} bytes long; Postgres keeps only {MAX_PART_BYTES}"
+    if len(parts) == 2 and (parts[0].lower().startswith("pg_") or parts[0].lower() == "information_schema"):
+        # Postgres reserves these schemas: pg_catalog and information_schema are the system's own, and a ledger in
+        # pg_temp would vanish with every session, so every file would run again on the next boot.
+        return f"{parts[0]!r} is a schema reserved by Postgres (pg_* and information_schema)"
     return None
 
 

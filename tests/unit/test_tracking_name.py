@@ -21,7 +21,8 @@ parts = st.builds(
     st.sampled_from(_FIRST),
     st.text(alphabet=_REST, max_size=MAX_PART_BYTES - 1),
 )
-names = st.one_of(parts, st.builds(lambda s, t: f"{s}.{t}", parts, parts))
+schemas = parts.filter(lambda p: not p.lower().startswith("pg_") and p.lower() != "information_schema")
+names = st.one_of(parts, st.builds(lambda s, t: f"{s}.{t}", schemas, parts))
 # Whitespace and control characters of every kind, the quotes, and a few look-alikes that are not ASCII.
 bad_chars = st.one_of(
     st.sampled_from(list(" \t\n\r\x0b\x0c\x00\x1b\x7f\u00a0\u2028\u200b\ufeff\"'`")),
@@ -81,6 +82,9 @@ def test_anything_accepted_is_of_the_documented_form(value: str):
         ("migraçao", "non-ASCII"),
         ("m" * (MAX_PART_BYTES + 1), "64 bytes long"),
         ("ops." + "m" * (MAX_PART_BYTES + 1), "64 bytes long"),
+        ("pg_temp.mig", "reserved by Postgres"),  # a ledger that would vanish with every session
+        ("PG_Catalog.mig", "reserved by Postgres"),
+        ("information_schema.mig", "reserved by Postgres"),
     ],
 )
 def test_each_kind_of_bad_name_says_what_is_wrong(value: str, problem: str):
