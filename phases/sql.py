@@ -216,11 +216,9 @@ class SqlPhase:
     async def _progress_counter(self, ctx: PhaseContext) -> bool:
         """Create the session's statement counter for batches; without the TEMP privilege, do without batching."""
         try:
-            await ctx.conn.execute(CREATE_PROGRESS)
-            # A file's SET ROLE must not stop the markers between its statements from counting.
-            await ctx.conn.execute(f"GRANT UPDATE ON SEQUENCE {PROGRESS} TO PUBLIC")
-        except asyncpg.DuplicateTableError:
-            pass  # the other SQL phase made it on this connection
+            # One message, so both run on one backend even behind a transaction pooler (which the batch then
+            # reveals). The GRANT: a file's SET ROLE must not stop the markers between its statements from counting.
+            await ctx.conn.execute(f"{CREATE_PROGRESS};\nGRANT UPDATE ON SEQUENCE {PROGRESS} TO PUBLIC")
         except asyncpg.InsufficientPrivilegeError:
             ctx.log.info(
                 "sql.batching_off", reason="no TEMP privilege on this database; one round trip per statement"

@@ -39,6 +39,7 @@ _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 1.0
 _HOLDER_LOG_EVERY_S = 15.0
 _UNLOCK_TIMEOUT_S = 5.0
+_FREE_POOLED_S = 5.0  # how long a refused run behind a transaction pooler tries to free its lock
 
 
 # Advisory locks are per database: a holder of the same (classid, objid) in another database of the server does not
@@ -176,7 +177,28 @@ def _timeout(name: str, timeout_s: float, holders: list[dict[str, str | int | No
     )
 
 
-async def _end_stale_holder(lock: PhaseLock, log: FilteringBoundLogger) -> None:
+async def _free_pooled_holder(lock: PhaseLock, log: FilteringBoundLogger) -> None:
+    """Behind a transaction pooler, free the lock left on the pooled backend that took it, trying for a few seconds.
+
+    A single try often finds that backend busy (serving another replica's poll, say), and a lock left there blocks
+    every replica until the pooler retires the connection. So: retry the unlock (it runs only when the pooler hands
+    this client that backend again) and the end of that backend (only while it sits idle), until one works.
+    """
+    deadline = time.monotonic() + _FREE_POOLED_S
+    with anyio.move_on_after(_FREE_POOLED_S + _UNLOCK_TIMEOUT_S, shield=True):
+        while time.monotonic() < deadline:
+            try:
+                if await lock.conn.fetchval(_unlock_sql(lock)) is not None:
+                    return  # the pooler handed us the lock's backend: unlocked there
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                return  # the connection broke: its server connections go with it
+            if await _end_stale_holder(lock, log, final=False):
+                return
+            await anyio.sleep(0.1)
+    await _end_stale_holder(lock, log, final=True)
+
+
+async def _end_stale_holder(lock: PhaseLock, log: FilteringBoundLogger, *, final: bool) -> bool:
     """End the pooled backend that keeps this session's lock, if it sits idle in the pool.
 
     Behind a transaction pooler the unlock cannot reach the backend that took the lock, and the pooler keeps that
@@ -194,13 +216,15 @@ async def _end_stale_holder(lock: PhaseLock, log: FilteringBoundLogger) -> None:
         )
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
         ended = f"{type(e).__name__}: {e}"
-    log.error(
-        "lock.not_released",
-        lock=lock.name,
-        backend=lock.backend_pid,
-        backend_ended=ended,
-        hint=_PGBOUNCER_HINT,
-    )
+    if ended is True or final:
+        log.error(
+            "lock.not_released",
+            lock=lock.name,
+            backend=lock.backend_pid,
+            backend_ended=ended,
+            hint=_PGBOUNCER_HINT,
+        )
+    return ended is True
 
 
 def _unlock_sql(lock: PhaseLock) -> str:
@@ -219,7 +243,7 @@ async def _release(lock: PhaseLock, log: FilteringBoundLogger, *, failing: bool)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             return  # connection broken: the session and its lock are going away
     if released is None:
-        await _end_stale_holder(lock, log)
+        await _free_pooled_holder(lock, log)
         if failing:
             return
         raise transaction_pooler(

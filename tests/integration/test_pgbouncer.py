@@ -216,10 +216,14 @@ async def test_a_batch_that_finds_no_progress_counter_is_refused_as_a_pooler(
 ):
     """A batch whose statements do not find the session's temporary progress counter ran on another backend than
     the session's (what a transaction pooler does between the counter's creation and the batch; simulated here by
-    a file that discards temporary objects): exit 2, TRANSACTION_POOLER, quoting the error, not a misattributed SQL
+    a file that drops the counter; `DISCARD` itself is refused before the phase runs): exit 2, TRANSACTION_POOLER, quoting the error, not a misattributed SQL
     error (exit 4) or a crash (exit 1). The file before it stays applied; the failing one was rolled back."""
     layout.add("pre", "001.sql", "CREATE TABLE first (id int);")
-    layout.add("pre", "002.sql", "CREATE TABLE second (id int);\nDISCARD TEMP;\nCREATE TABLE third (id int);")
+    layout.add(
+        "pre",
+        "002.sql",
+        "CREATE TABLE second (id int);\nDROP SEQUENCE pg_temp.supervisor_progress;\nCREATE TABLE third (id int);",
+    )
     r = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert r.code == 2, r.stderr
     assert r.failure["error_code"] == "TRANSACTION_POOLER"
