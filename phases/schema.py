@@ -22,7 +22,7 @@ from phases.bootstrap import NOT_INSTALLED, DirectusInstall, NamedStep, ensure_b
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal, SupervisorError
 from supervisor.lock import PhaseLock
-from supervisor.schemadiff import Change, Diff, UnreadableDryRun, parse_dry_run
+from supervisor.schemadiff import Change, Diff, UnreadableDryRun, multiline_values, parse_dry_run
 from supervisor.settings import Settings
 from supervisor.snapshot import Snapshot, check_fit, load_snapshot
 from supervisor.state import StateTable
@@ -39,17 +39,17 @@ async def dry_run(
     result = await run_cli(
         settings, ["schema", "apply", "--dry-run", "--yes", str(snapshot.path.absolute())], log, lock=lock
     )
-    return _parse(result, applied=applied)
+    return _parse(result, applied=applied, multiline=multiline_values(snapshot.data))
 
 
-def _parse(result: CliResult, *, applied: bool = False) -> Diff:
+def _parse(result: CliResult, *, applied: bool = False, multiline: frozenset[str] = frozenset()) -> Diff:
     if result.code != 0:
         raise DirectusStepFailed(
             f"`{' '.join(result.argv)}` failed (exit {result.code}):\n{result.tail()}",
             error_code="SCHEMA_DIFF_FAILED",
         )
     try:
-        diff = parse_dry_run(result.stdout)
+        diff = parse_dry_run(result.stdout, multiline)
     except UnreadableDryRun as e:
         raise DirectusStepFailed(
             _unreadable(result, e, applied=applied), error_code="SCHEMA_DIFF_UNREADABLE"

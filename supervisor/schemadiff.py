@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Change",
     "Diff",
     "UnreadableDryRun",
+    "multiline_values",
     "parse_dry_run",
     "strip_ansi",
 ]
@@ -144,9 +146,13 @@ class Diff:
         return [c for c in self.changes if c.destructive_reason]
 
 
-def parse_dry_run(output: str) -> Diff:
+def parse_dry_run(output: str, multiline: Collection[str] = ()) -> Diff:
     """Parse the dry-run's stdout. Raises `UnreadableDryRun` unless every line after the marker is read, or the
-    output is a plain `No changes to apply.` / not-installed message without a marker."""
+    output is a plain `No changes to apply.` / not-installed message without a marker.
+
+    `multiline`: the snapshot's values that hold a line break (`multiline_values`). The printer interpolates a
+    value as is, so a field note of two lines prints its second line bare; such lines are read as the rest of the
+    value only when they rebuild one of these values exactly and none of them looks like a header, item or child."""
     lines = [line.rstrip("\r") for line in strip_ansi(output).split("\n")]
     start = next((i for i, line in enumerate(lines) if line.strip() == MARKER), None)
     before = lines if start is None else lines[:start]
@@ -163,7 +169,7 @@ def parse_dry_run(output: str) -> Diff:
             "the dry-run printed both a list of changes and "
             + ("'not installed'" if not_installed else "'No changes to apply.'")
         )
-    changes = _parse_body(lines, start + 1)
+    changes = _parse_body(lines, start + 1, frozenset(multiline))
     _mark_destructive(changes)
     return Diff(changes)
 
@@ -181,15 +187,17 @@ def _is_no_changes(line: str) -> bool:
     return False
 
 
-def _parse_body(lines: list[str], first: int) -> list[Change]:
+def _parse_body(lines: list[str], first: int, multiline: frozenset[str]) -> list[Change]:
     """The lines after the marker (index `first` on), read strictly by the grammar in the module docstring."""
     changes: list[Change] = []
     section: str | None = None
     seen: list[str] = []  # sections so far, in order
     section_items = 0
     after_blank = True  # the marker is followed by a blank line; a header must follow a blank line
-    for i in range(first, len(lines)):
+    i = first
+    while i < len(lines):
         line, no = lines[i], i + 1
+        i += 1
         if not line.strip():
             after_blank = True
             continue
@@ -214,6 +222,7 @@ def _parse_body(lines: list[str], first: int) -> list[Change]:
             section_items += 1
         elif m := _CHILD.match(line):
             _child(section, changes[-1] if section_items else None, m, no, line)
+            i = _continuation(lines, i, m.group(3) if m.group(1) else m.group(8), changes[-1], multiline)
         else:
             raise UnreadableDryRun("neither a section header, an item nor a child of an item", no, line)
     if section is None:
@@ -253,6 +262,56 @@ def _child(section: str, parent: Change | None, m: re.Match[str], no: int, line:
     if kind not in _CHILD_KINDS[section]:
         raise UnreadableDryRun(f"a {kind!r} child in the {section} section", no, line)
     parent.details.append(line[len("    - ") :])
+
+
+def _structural(line: str) -> bool:
+    return line in SECTIONS or bool(_ITEM.match(line) or _CHILD.match(line))
+
+
+def _continuation(
+    lines: list[str], i: int, value: str | None, parent: Change, multiline: frozenset[str]
+) -> int:
+    """Where reading goes on after a child line whose `value` may go on over the lines from index `i`: past those
+    lines when, joined with line breaks, they rebuild a known multi-line value exactly; else `i` (nothing taken)."""
+    if value is None or not multiline:
+        return i
+    j, whole = i, value
+    while j < len(lines) and not _structural(lines[j]):
+        longer = whole + "\n" + lines[j]
+        if not any(v.startswith(longer) for v in multiline):
+            break
+        whole, j = longer, j + 1
+    if j == i or whole not in multiline:
+        return i
+    # Stored on one line (the break escaped), so the detail reads like any other child.
+    parent.details[-1] = parent.details[-1][: len(parent.details[-1]) - len(value)] + whole.replace(
+        "\n", "\\n"
+    )
+    return j
+
+
+def multiline_values(data: object) -> frozenset[str]:
+    """Every value of a parsed snapshot that prints over more than one line: strings with a line break, and lists
+    of scalars whose comma-joined form (how the printer shows an array) has one."""
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, str):
+            if "\n" in node:
+                found.add(node)
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            if all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in node):
+                joined = ",".join(str(v) for v in node)
+                if "\n" in joined:
+                    found.add(joined)
+            for v in node:
+                walk(v)
+
+    walk(data)
+    return frozenset(found)
 
 
 def _child_path(detail: str) -> tuple[str, str, str | None]:

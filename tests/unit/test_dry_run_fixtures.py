@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.schemadiff import UnreadableDryRun, parse_dry_run
+from supervisor.schemadiff import UnreadableDryRun, multiline_values, parse_dry_run
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "dry_run"
@@ -131,7 +131,7 @@ BY_VERSION: dict[tuple[str, str], Expected] = {
     ],
 }
 # Fixtures the parser must refuse: case -> the line of the output it quotes.
-REFUSED = {"field_meta_multiline": "second line"}  # a value with a line break: its second line is unreadable
+REFUSED = {"field_meta_multiline": "second line"}  # a line break in a value the parser was not given (see below)
 
 
 def _fixtures() -> list[tuple[str, str]]:
@@ -178,3 +178,28 @@ def test_capture_script_runs():
         for name in line.split(":")[0].split(", ")
     }
     assert listed == {*EXPECTED, *REFUSED, "not_installed"}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_multi_line_value_of_the_snapshot_is_read_whole(version: str):
+    """The captured note with a line break parses when the snapshot holds that exact value (as the phase passes
+    it), as one non-destructive child; any other snapshot leaves its second line unreadable (refused)."""
+    text = (FIXTURES / version / "field_meta_multiline.txt").read_text(encoding="utf-8")
+    diff = parse_dry_run(text, multiline_values({"meta": {"note": "First line\nsecond line"}}))
+    assert [(c.describe(), c.destructive_reason) for c in diff.changes] == [
+        ("Update field authors.name (Set note to First line\\nsecond line)", None)
+    ]
+    with pytest.raises(UnreadableDryRun):
+        parse_dry_run(text, multiline_values({"meta": {"note": "First line\nother line"}}))
+
+
+def test_continuation_lines_never_swallow_an_item_and_keep_blank_lines():
+    """A line that reads as an item stays an item even when the snapshot's value goes on with the same text (so a
+    real deletion can never hide inside a note); blank lines inside a value are read as part of it."""
+    head = "The following changes will be applied:\n\nFields:\n  - Update authors.name\n"
+    sneaky = multiline_values({"note": "a\n  - Delete vehicles.plate"})
+    diff = parse_dry_run(head + "    - Set note to a\n  - Delete vehicles.plate\n", sneaky)
+    assert [c.describe() for c in diff.destructive] == ["Delete field vehicles.plate"]
+    gap = multiline_values({"note": "first\n\nthird", "choices": ["x\ny", "z"]})
+    diff = parse_dry_run(head + "    - Set note to first\n\nthird\n    - Set choices to x\ny,z\n", gap)
+    assert diff.changes[0].details == ["Set note to first\\n\\nthird", "Set choices to x\\ny,z"]
