@@ -131,7 +131,9 @@ BY_VERSION: dict[tuple[str, str], Expected] = {
     ],
 }
 # Fixtures the parser must refuse: case -> the line of the output it quotes.
-REFUSED = {"field_meta_multiline": "second line"}  # a line break in a value the parser was not given (see below)
+REFUSED = {
+    "field_meta_multiline": "second line"
+}  # a line break in a value the parser was not given (see below)
 
 
 def _fixtures() -> list[tuple[str, str]]:
