@@ -70,6 +70,8 @@ def _transient(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, TimeoutError) and not str(exc):  # not "TimeoutError: TimeoutError"
+        return "TimeoutError: no answer within the connection attempt's time"
     text = str(exc) or type(exc).__name__
     return f"{sqlstate} {text}" if sqlstate else f"{type(exc).__name__}: {text}"
 

@@ -225,6 +225,10 @@ async def test_a_short_wait_budget_ends_within_its_length_against_a_silent_host(
             elapsed = time.monotonic() - t0
             assert budget - 0.05 < elapsed < budget + 0.25, (budget, elapsed)
             assert err.value.error_code == "DB_UNREACHABLE"
+            assert (
+                "last error: TimeoutError: no answer within the connection attempt's time"
+                in err.value.message
+            )
     finally:
         server.close()
         for w in writers:
