@@ -43,6 +43,7 @@ from supervisor.sqlfile import (
     snippet,
     transaction_control,
 )
+from supervisor.tablename import sql_literal, sql_table
 
 __all__ = ["SqlFolders", "SqlPhase"]
 
@@ -101,15 +102,35 @@ class SqlPhase:
         if upgraded:
             ctx.log.info("ledger.checksums_upgraded", files=upgraded, to="sha256 of the normalised text")
         todo = [f for f in mine if f.name not in rows]
-        applied_here = [f.name for f in mine if f.name in rows]
-        for f in todo:
-            if applied_here and f.name < applied_here[-1]:
-                ctx.log.warning("migration.out_of_order", file=str(f.path), after=applied_here[-1])
+        self._check_order(rows, ctx)
         # Parse everything first: a syntax error in the last file stops the phase before the first is applied.
         self._statements = {f.name: f.statements() for f in todo}
         for f in todo:
             self._refuse_transaction_control(f)
         return todo
+
+    def _check_order(self, rows: dict[str, Row], ctx: PhaseContext) -> None:
+        """New files that sort before an applied file of their folder: a warning for this phase's files, or, with
+        SUPERVISOR_OUT_OF_ORDER=refuse, exit 5 for either folder's, before this phase applies anything (so the first
+        SQL phase of a run refuses before any file runs)."""
+        refuse = ctx.settings.out_of_order == "refuse"
+        for phase, files in self.folders.files().items():
+            if phase != self.name and not refuse:
+                continue
+            applied = [f.name for f in files if f.name in rows]
+            for f in files:
+                if f.name in rows or not applied or f.name > applied[-1]:
+                    continue
+                before = next(a for a in applied if a > f.name)  # the first applied file it sorts before
+                if refuse:
+                    raise IntegrityRefusal(
+                        f"{f.path} is new but sorts before {before}, which is already applied "
+                        "(SUPERVISOR_OUT_OF_ORDER=refuse). Files must be added after the last applied one of their "
+                        f"folder ({applied[-1]}): rename it so it sorts after that, or set "
+                        "SUPERVISOR_OUT_OF_ORDER=warn to apply it out of order. Nothing from this phase was applied.",
+                        error_code="OUT_OF_ORDER",
+                    )
+                ctx.log.warning("migration.out_of_order", file=str(f.path), before=before, after=applied[-1])
 
     def _refuse_transaction_control(self, f: SqlFile) -> None:
         """Refuse (exit 4) a file whose own BEGIN/COMMIT/... would break its transaction or its progress records."""
@@ -155,8 +176,8 @@ class SqlPhase:
                 + "\n".join(lines)
                 + "\nApplied migrations must not be edited: restore the file and put the change in a new file. If "
                 "the edit is cosmetic and you are sure, accept it with: UPDATE "
-                f"{self.tracking_table} SET checksum = '<new checksum>' WHERE filename = '<file>'. Nothing was "
-                "applied.",
+                f"{sql_table(self.tracking_table)} SET checksum = '<new checksum>' WHERE filename = '<file>'. "
+                "Nothing was applied.",
                 error_code="CHECKSUM_MISMATCH",
             )
         return legacy
@@ -273,7 +294,8 @@ class SqlPhase:
         try:
             for i, stmt in enumerate(parts):
                 prefix = "BEGIN;\n" if i == 0 else ""
-                suffix = ";\n" + tail if i == len(parts) - 1 else ""
+                # The newline first: a last statement that ends in a `--` comment would swallow the `;`.
+                suffix = "\n;\n" + tail if i == len(parts) - 1 else ""
                 try:
                     await ctx.conn.execute(prefix + stmt.sql + suffix)
                 except asyncpg.PostgresError as e:
@@ -398,7 +420,7 @@ class _NoTransactionState:
     finished: bool = False  # ... and returned
 
     def describe(self) -> str:
-        f, table = self.file, self.table
+        f, table, name = self.file, sql_table(self.table), sql_literal(self.file.name)
         if not self.marking:
             return "the no-transaction file about to run had not started; nothing from it was applied."
         if self.finished:
@@ -415,7 +437,7 @@ class _NoTransactionState:
             return (
                 f"{f.path} is a no-transaction file; it was being marked as running when the stop came and none of "
                 f"its statements ran. If the next boot refuses it as half-applied (0 of {self.total} statements), "
-                f"run: DELETE FROM {table} WHERE filename = '{f.name}'; and boot again."
+                f"run: DELETE FROM {table} WHERE filename = {name}; and boot again."
             )
         committed = (
             f"none of its {self.total} statements was recorded as committed"
@@ -436,8 +458,8 @@ class _NoTransactionState:
             f"{table} stays marked running ({self.done} of {self.total}), so the next boot refuses the file (exit "
             "5, HALF_APPLIED) until you resolve it: check what the statements from "
             f"{self.done + 1} on did (SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; for indexes), "
-            f"then either DELETE FROM {table} WHERE filename = '{f.name}'; to run the whole file again, or UPDATE "
-            f"{table} SET status = 'applied' WHERE filename = '{f.name}'; if you completed it by hand. Files "
+            f"then either DELETE FROM {table} WHERE filename = {name}; to run the whole file again, or UPDATE "
+            f"{table} SET status = 'applied' WHERE filename = {name}; if you completed it by hand. Files "
             "recorded as applied before it stay applied."
         )
 

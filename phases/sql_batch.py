@@ -51,7 +51,8 @@ class Batch:
             for stmt in stmts:
                 self._numbered.append((f, stmt))
                 self._add(stmt.sql, f, stmt)
-                self._add(f";\nSELECT pg_catalog.setval('{PROGRESS}', {len(self._numbered)});\n", f, None)
+                # The newline first: a statement may end in a `--` comment, which would swallow the `;`.
+                self._add(f"\n;\nSELECT pg_catalog.setval('{PROGRESS}', {len(self._numbered)});\n", f, None)
             self._add(tail(f) + ";\n", f, None)
         self.sql = "".join(self._parts)
 

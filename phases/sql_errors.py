@@ -9,6 +9,7 @@ import asyncpg
 
 from supervisor.ledger import Row
 from supervisor.sqlfile import SqlFile, Statement, location, snippet
+from supervisor.tablename import sql_literal, sql_table
 
 __all__ = ["error_offset", "half_applied_message", "sql_error_message"]
 
@@ -51,13 +52,14 @@ def sql_error_message(
 
 def half_applied_message(f: SqlFile, row: Row, table: str) -> str:
     done, total = row.statements_done or 0, row.statements_total or "?"
+    table, name = sql_table(table), sql_literal(f.name)
     return (
         f"{f.path} is half-applied: it is a no-transaction file and only {done} of {total} statements were recorded "
         f"as committed (status {row.status!r}) before the run that applied it stopped. It is not re-run "
         "automatically, because its committed statements would run twice. To resolve it:\n"
         f"  1. Check what statement {done + 1} onwards did in the database (a failed CREATE INDEX CONCURRENTLY "
         "leaves an INVALID index: SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; drop it).\n"
-        f"  2a. To run the whole file again: DELETE FROM {table} WHERE filename = '{f.name}';\n"
-        f"  2b. If you completed it by hand: UPDATE {table} SET status = 'applied' WHERE filename = '{f.name}';\n"
+        f"  2a. To run the whole file again: DELETE FROM {table} WHERE filename = {name};\n"
+        f"  2b. If you completed it by hand: UPDATE {table} SET status = 'applied' WHERE filename = {name};\n"
         "Nothing else was applied in this run."
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from supervisor import log as logsetup
 from supervisor.errors import ConfigError, SupervisorError
-from supervisor.settings import Settings
+from supervisor.settings import LOG_LEVELS, Settings, parse_log_level
 from supervisor.signals import hand_over, run_routed
 
 __all__ = ["build_parser", "main"]
@@ -53,6 +53,11 @@ _SETTINGS_FLAGS = (
         "auto, json or console (default: auto: json unless stderr is a TTY)",
     ),
     ("--log-level", "SUPERVISOR_LOG_LEVEL", "debug, info, warning or error (default: info)"),
+    (
+        "--out-of-order",
+        "SUPERVISOR_OUT_OF_ORDER",
+        "a new SQL file sorting before an applied one: warn (apply it, log a warning) or refuse (exit 5) (default: warn)",
+    ),
 )
 _SWITCHES = (
     (
@@ -70,8 +75,9 @@ DB_DATABASE, DB_USER, DB_PASSWORD, or DB_CONNECTION_STRING; DB_SSL__*; DB_SEARCH
 Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration (a transaction-mode pooler included);
 3 database unreachable, login rejected, or connection lost (a running Directus step is stopped); 4 migration
 failed (rolled back) or refused before running; 5 integrity refusal (changed file, same name in both folders,
-half-applied file); 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed, timed out or printed a dry-run
-the supervisor cannot read; run: Directus's own status, or 128+N when signal N ended it.
+half-applied file, a file out of order under --out-of-order refuse); 6 lock timeout; 7 schema refusal; 8 Directus
+CLI step failed, timed out or printed a dry-run the supervisor cannot read; run: Directus's own status, or 128+N
+when signal N ended it.
 """
 
 
@@ -142,12 +148,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = build_parser().parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k.startswith("SUPERVISOR_")}
     fmt = (flags.get("SUPERVISOR_LOG_FORMAT") or env.get("SUPERVISOR_LOG_FORMAT") or "auto").lower()
-    level = (flags.get("SUPERVISOR_LOG_LEVEL") or env.get("SUPERVISOR_LOG_LEVEL") or "info").lower()
-    if level not in ("debug", "info", "warning", "error"):
-        level = "info"
-    chosen = logsetup.configure(fmt if fmt in ("json", "console") else "auto", level)
+    level_source = "--log-level" if flags.get("SUPERVISOR_LOG_LEVEL") else "SUPERVISOR_LOG_LEVEL"
+    level_raw = flags.get("SUPERVISOR_LOG_LEVEL") or env.get("SUPERVISOR_LOG_LEVEL")
+    level = (level_raw or "info").strip().lower()
+    # A bad level is refused below (exit 2), once logging is up at info to say so.
+    chosen = logsetup.configure(
+        fmt if fmt in ("json", "console") else "auto", level if level in LOG_LEVELS else "info"
+    )
     log = logsetup.get_logger()
     try:
+        parse_log_level(level_source, level_raw)
         from phases.registry import select_phases
 
         names = select_phases(args.verb, args.only, getattr(args, "from_", None), args.until) if args.verb in (

@@ -21,7 +21,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_before_delay,
     wait_exponential,
     wait_random,
 )
@@ -41,6 +40,7 @@ __all__ = [
 ]
 
 _ATTEMPT_TIMEOUT_S = 10.0
+_MIN_ATTEMPT_S = 0.1  # the shortest connection attempt worth making (a local connect takes a few ms)
 _CLOSE_TIMEOUT_S = 5.0
 # Server-side keepalives make a backend whose client was `kill -9`ed go away (and drop its advisory locks) within
 # about idle + interval * count seconds instead of the kernel's two hours.
@@ -70,6 +70,8 @@ def _transient(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(exc, TimeoutError) and not str(exc):  # not "TimeoutError: TimeoutError"
+        return "TimeoutError: no answer within the connection attempt's time"
     text = str(exc) or type(exc).__name__
     return f"{sqlstate} {text}" if sqlstate else f"{type(exc).__name__}: {text}"
 
@@ -203,10 +205,20 @@ async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBound
             error=_describe(exc) if exc else None,
         )
 
+    backoff = wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.3)
+
+    def wait(rs: RetryCallState) -> float:
+        # The budget is the whole wait: the last sleep is shortened so an attempt still fits before the deadline.
+        return max(0.0, min(backoff(rs), deadline - time.monotonic() - _MIN_ATTEMPT_S))
+
+    def stop(_rs: RetryCallState) -> bool:
+        # `wait` leaves at least this much after its sleep, so this is the budget spent.
+        return deadline - time.monotonic() < _MIN_ATTEMPT_S
+
     retrying = AsyncRetrying(
-        stop=stop_before_delay(budget_s),
+        stop=stop,
         # Exponential from 0.1 s, capped at 2 s, plus up to 0.3 s of jitter (spelled so tenacity 8.3 to 9.x agree).
-        wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.3),
+        wait=wait,
         retry=retry_if_exception(_transient),
         before_sleep=before_sleep,
         sleep=anyio.sleep,
@@ -215,7 +227,8 @@ async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBound
     try:
         async for attempt in retrying:
             with attempt:
-                remaining = max(0.5, min(_ATTEMPT_TIMEOUT_S, deadline - time.monotonic()))
+                # Each attempt ends by the deadline too: a 0.5 s budget against a host that never answers is 0.5 s.
+                remaining = max(_MIN_ATTEMPT_S, min(_ATTEMPT_TIMEOUT_S, deadline - time.monotonic()))
                 conn = await connect(db, remaining)
     except Exception as exc:
         if not _transient(exc):

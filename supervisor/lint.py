@@ -3,8 +3,13 @@
 Findings (one per line, `file:line:col: severity: message`):
 - syntax errors, from the real Postgres parser (pglast);
 - phase ordering: a pre-schema statement that touches a table the snapshot creates, or a `directus_*` table, runs
-  before schema-apply and fails on a fresh database (the bug this project was born from): error; a post-schema
-  statement on a table that neither the snapshot nor a pre-schema file creates: warning;
+  before schema-apply and fails on a fresh database (the bug this project was born from): error. That includes the
+  body of a `LANGUAGE sql` function (Postgres checks it at CREATE FUNCTION) and a table name passed as a string to a
+  function (`create_hypertable('vehicles', ...)`: a string argument of a function call that equals such a table's
+  name, bare or `public.`-qualified). A post-schema statement on a table that neither the snapshot nor a pre-schema
+  file creates: warning;
+- psql-only syntax (`\\i file`, `\\copy`, other meta-commands, `COPY ... FROM stdin` with inline rows): error, since
+  the supervisor sends SQL to the server, not through psql;
 - a statement that cannot run in a transaction, in a file without `-- supervisor: no-transaction`: error;
 - transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) where it would break the file's own
   transaction or its progress records: error (the runner refuses the file); a no-op COMMIT/ROLLBACK in a
@@ -16,13 +21,16 @@ Exit status: 0 without errors (warnings are printed but pass), 1 with errors, 2 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from supervisor.errors import SupervisorError
+from supervisor.lint_psql import COPY_STDIN, parse_without_psql
 from supervisor.settings import Settings
 from supervisor.snapshot import load_snapshot, needs_system_fields, parse_version
 from supervisor.sqlfile import SqlFile, classify, list_sql_files, location, session_leak
+from supervisor.sqlwords import sql_words
 
 __all__ = ["Finding", "lint"]
 
@@ -82,8 +90,9 @@ def lint(settings: Settings) -> list[Finding]:
     post_created = {t for p in parsed["post-schema"] for t in _created(p)}
     for p in parsed["pre-schema"] + parsed["post-schema"]:
         _transactions(p, findings)
+        _copy_from_stdin(p, findings)
     for p in parsed["pre-schema"]:
-        for name, offset, what in _references(p):
+        for name, offset, what in _references(p, strings=True):
             if name in pre_created:
                 continue
             if name.startswith("directus_") or (snapshot_tables is not None and name in snapshot_tables):
@@ -106,7 +115,6 @@ def lint(settings: Settings) -> list[Finding]:
 
 
 def _parse(f: SqlFile, findings: list[Finding]) -> _Parsed | None:
-    from pglast import parse_sql
     from pglast.parser import ParseError
 
     try:
@@ -115,12 +123,13 @@ def _parse(f: SqlFile, findings: list[Finding]) -> _Parsed | None:
         findings.append(Finding(str(f.path), 1, 1, "error", e.message.split(": ", 1)[-1]))
         return None
     try:
-        stmts = list(parse_sql(text))
+        stmts, psql = parse_without_psql(text)
     except ParseError as e:
         offset = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], int) else 0
         findings.append(_at(f, offset, "error", f"syntax error: {e.args[0]}"))
         return None
-    if not stmts:
+    findings += [_at(f, offset, "error", message) for offset, message in psql]
+    if not stmts and not psql:
         findings.append(
             Finding(str(f.path), 1, 1, "error", "the file has no SQL statement; delete it or add one")
         )
@@ -155,6 +164,10 @@ def _snapshot_tables(settings: Settings, findings: list[Finding]) -> set[str] | 
     }
 
 
+# A string that names a table the way a function such as create_hypertable('vehicles') takes one.
+_TABLE_STRING = re.compile(r"(?:public\.)?[A-Za-z_][A-Za-z0-9_$]*")
+
+
 def _name(schema: str | None, rel: str | None) -> str | None:
     return rel.lower() if rel and schema in (None, "public") else None
 
@@ -177,9 +190,19 @@ def _created(p: _Parsed) -> set[str]:
     return out
 
 
-def _references(p: _Parsed) -> list[tuple[str, int, str]]:
+def _copy_from_stdin(p: _Parsed, findings: list[Finding]) -> None:
+    from pglast import ast
+
+    for raw in p.stmts:
+        if isinstance(raw.stmt, ast.CopyStmt) and raw.stmt.is_from and raw.stmt.filename is None:
+            findings.append(_at(p.file, raw.stmt_location, "error", COPY_STDIN))
+
+
+def _references(p: _Parsed, *, strings: bool = False) -> list[tuple[str, int, str]]:
     """(table, offset, statement kind) for every table a statement touches, except the one it creates: names in
-    FROM/ON/REFERENCES/INTO..., `'name'::regclass` casts, COMMENT ON targets, and the same inside DO blocks."""
+    FROM/ON/REFERENCES/INTO..., `'name'::regclass` casts, COMMENT ON targets, and the same inside DO blocks and
+    `LANGUAGE sql` function bodies; with `strings`, also string arguments of function calls (any string could be a
+    table name there, so only a caller that matches them against known tables asks for them)."""
     from pglast import ast
     from pglast.enums import ObjectType
 
@@ -187,9 +210,11 @@ def _references(p: _Parsed) -> list[tuple[str, int, str]]:
     for raw in p.stmts:
         stmt: Any = raw.stmt
         kind = _kind(stmt)
+        if isinstance(stmt, ast.CreateFunctionStmt) and stmt.sql_body is not None:
+            kind += " (its BEGIN ATOMIC or RETURN body is checked at creation)"
         created = stmt.relation if isinstance(stmt, ast.CreateStmt) else None
-        for name, loc in _tables_in(stmt, created):
-            found.append((name, loc if loc >= 0 else raw.stmt_location, kind))
+        for name, loc, note in _tables_in(stmt, created, strings):
+            found.append((name, loc if loc >= 0 else raw.stmt_location, kind + note))
         if isinstance(stmt, ast.CommentStmt) and stmt.objtype in (
             ObjectType.OBJECT_TABLE,
             ObjectType.OBJECT_COLUMN,
@@ -201,21 +226,68 @@ def _references(p: _Parsed) -> list[tuple[str, int, str]]:
             if target := _name(schema, names[-1]):
                 found.append((target, raw.stmt_location, kind))
         if isinstance(stmt, ast.DoStmt):
-            found += _in_do_block(p.file, raw)
+            found += _in_do_block(p.file, raw, strings)
+        if isinstance(stmt, ast.CreateFunctionStmt):
+            found += _in_sql_function(p.file, raw, strings)
     return found
 
 
-def _tables_in(tree: Any, created: Any = None) -> list[tuple[str, int]]:
-    """Table names (with their offset in the parsed text) in a statement's tree."""
+def _in_sql_function(f: SqlFile, raw: Any, strings: bool) -> list[tuple[str, int, str]]:
+    """Tables read by a `LANGUAGE sql` function's string body (`AS '...'`, `AS $$...$$`), which Postgres parses and
+    checks when the function is created (check_function_bodies is on by default). A BEGIN ATOMIC or RETURN body is
+    part of the statement's own tree and found with it."""
+    from pglast import parse_sql
+    from pglast.parser import ParseError
+
+    options = {o.defname: o.arg for o in raw.stmt.options or ()}
+    language = getattr(options.get("language"), "sval", "")
+    body = options.get("as")
+    if language.lower() != "sql" or not body:
+        return []
+    text: str = body[0].sval
+    try:
+        stmts = parse_sql(text)
+    except ParseError:
+        return []  # Postgres reports that one itself, located
+    stmt_text = f.text[raw.stmt_location : raw.stmt_location + raw.stmt_len if raw.stmt_len else len(f.text)]
+    start = stmt_text.find(
+        text
+    )  # found where the body is dollar-quoted, or single-quoted without quotes in it
+    found = []
+    for s in stmts:
+        for name, loc, note in _tables_in(s.stmt, None, strings):
+            where = raw.stmt_location + start + loc if start >= 0 and loc >= 0 else raw.stmt_location
+            kind = f"{sql_words(s.stmt)}{note} in the LANGUAGE sql body of {sql_words(raw.stmt)} (checked at creation)"
+            found.append((name, where, kind))
+    return found
+
+
+def _tables_in(tree: Any, created: Any = None, strings: bool = False) -> list[tuple[str, int, str]]:
+    """Table names (with their offset in the parsed text, and a note on how they were named) in a statement's tree;
+    with `strings`, string arguments of function calls that look like a table name too."""
     from pglast import ast
     from pglast.visitors import Visitor
 
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, int, str]] = []
 
     class _Refs(Visitor):
         def visit_RangeVar(self, _ancestors: Any, node: Any) -> None:
             if node is not created and (name := _name(node.schemaname, node.relname)):
-                out.append((name, node.location))
+                out.append((name, node.location, ""))
+
+        def visit_FuncCall(self, _ancestors: Any, node: Any) -> None:
+            if not strings:
+                return
+            func = ".".join(n.sval for n in node.funcname or ())
+            for arg in node.args or ():
+                value: Any = arg.arg if isinstance(arg, ast.NamedArgExpr) else arg
+                literal = getattr(value, "val", None) if isinstance(value, ast.A_Const) else None
+                text = (literal.sval or "") if isinstance(literal, ast.String) else ""
+                if _TABLE_STRING.fullmatch(text):
+                    schema, _, table = text.rpartition(".")
+                    if name := _name(schema.lower() or None, table):
+                        # pglast keeps no location for a constant: point at the call.
+                        out.append((name, node.location, f" (the string '{text}' passed to {func}())"))
 
         def visit_TypeCast(self, _ancestors: Any, node: Any) -> None:
             type_name = node.typeName.names[-1].sval if node.typeName and node.typeName.names else ""
@@ -223,13 +295,13 @@ def _tables_in(tree: Any, created: Any = None) -> list[tuple[str, int]]:
             if type_name == "regclass" and isinstance(value, ast.String) and value.sval:
                 schema, _, table = value.sval.rpartition(".")
                 if name := _name(schema or None, table):
-                    out.append((name, node.location))
+                    out.append((name, node.location, ""))
 
     _Refs()(tree)
     return out
 
 
-def _in_do_block(f: SqlFile, raw: Any) -> list[tuple[str, int, str]]:
+def _in_do_block(f: SqlFile, raw: Any, strings: bool = False) -> list[tuple[str, int, str]]:
     """Tables touched by the SQL inside a DO block's PL/pgSQL, located on the line that uses them."""
     from pglast import parse_plpgsql, parse_sql
 
@@ -253,10 +325,14 @@ def _in_do_block(f: SqlFile, raw: Any) -> list[tuple[str, int, str]]:
                 except Exception:  # noqa: BLE001 (PL/pgSQL variables can make a fragment unparsable alone)
                     stmts = ()
                 for s in stmts:
-                    for name, _ in _tables_in(s.stmt, getattr(s.stmt, "relation", None) if _kind(s.stmt) ==
-                                              "CREATE TABLE (foreign key)" else None):  # fmt: skip
+                    for name, _, note in _tables_in(s.stmt, getattr(s.stmt, "relation", None) if _kind(s.stmt) ==
+                                                    "CREATE TABLE (foreign key)" else None, strings):  # fmt: skip
                         found.append(
-                            (name, _line_offset(f, first_line + lineno - 1, name), f"{_kind(s.stmt)} in DO")
+                            (
+                                name,
+                                _line_offset(f, first_line + lineno - 1, name),
+                                f"{_kind(s.stmt)}{note} in DO",
+                            )
                         )
             for value in node.values():
                 walk(value, lineno)
@@ -280,12 +356,8 @@ def _line_offset(f: SqlFile, line_index: int, name: str) -> int:
 
 
 def _kind(stmt: Any) -> str:
-    names = {
-        "AlterTableStmt": "ALTER TABLE", "IndexStmt": "CREATE INDEX", "CreateTrigStmt": "CREATE TRIGGER",
-        "CommentStmt": "COMMENT ON", "InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE",
-        "CreateStmt": "CREATE TABLE (foreign key)", "SelectStmt": "SELECT", "ViewStmt": "CREATE VIEW",
-    }  # fmt: skip
-    return names.get(type(stmt).__name__, type(stmt).__name__)
+    """The statement in SQL words; a CREATE TABLE can only reference another table through a foreign key."""
+    return "CREATE TABLE (foreign key)" if type(stmt).__name__ == "CreateStmt" else sql_words(stmt)
 
 
 def _no_transaction_reason(stmt: Any) -> str | None:

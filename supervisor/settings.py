@@ -17,11 +17,23 @@ from urllib.parse import unquote, urlsplit
 from supervisor.errors import ConfigError
 from supervisor.tablename import parse_table_name
 
-__all__ = ["PG_CLIENTS", "DbSettings", "Settings", "parse_bool", "parse_duration"]
+__all__ = [
+    "LOG_LEVELS",
+    "OUT_OF_ORDER",
+    "PG_CLIENTS",
+    "DbSettings",
+    "Settings",
+    "parse_bool",
+    "parse_duration",
+    "parse_log_level",
+]
 
 PG_CLIENTS = ("pg", "postgres", "postgresql")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+# ASCII digits only: `\d` and float() also take other scripts' digits (full-width digits, say), which Directus does not.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+OUT_OF_ORDER = ("warn", "refuse")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -32,6 +44,14 @@ def parse_duration(name: str, raw: str) -> float:
     if not m:
         raise ConfigError(f"{name}={raw!r} is not a duration; use seconds like 60, or 500ms, 90s, 10m, 1h")
     return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_log_level(source: str, raw: str | None) -> str:
+    """`SUPERVISOR_LOG_LEVEL` (or `--log-level`, named by `source`), lower-cased; unset or empty means info."""
+    level = (raw or "info").strip().lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{source}={raw!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def parse_bool(name: str, raw: str) -> bool:
@@ -135,8 +155,11 @@ class DbSettings:
                 "(or DB_CONNECTION_STRING)"
             )
         port_raw = e.get("DB_PORT") or ""
-        if not port_raw.strip().isdigit() or not 0 < int(port_raw) < 65536:
-            raise ConfigError(f"DB_PORT={port_raw!r} is not a TCP port (1-65535)")
+        # isascii: isdigit() and int() also accept other scripts' digits (full-width digits, say), which Directus does not.
+        if not (port_raw.strip().isdigit() and port_raw.isascii()) or not 0 < int(port_raw) < 65536:
+            raise ConfigError(
+                f"DB_PORT={port_raw!r} is not a TCP port: use a number from 1 to 65535 in ASCII digits (e.g. 5432)"
+            )
         return cls(
             host=e.get("DB_HOST") or "",
             port=int(port_raw),
@@ -189,6 +212,8 @@ class Settings:
     allow_destructive_schema: bool = False
     tracking_table: str = "migrations_applied"
     log_format: str = "auto"
+    # A new file that sorts before an applied one: `warn` applies it with a warning, `refuse` exits 5.
+    out_of_order: str = "warn"
     force: bool = False
     warnings: tuple[tuple[str, dict[str, str]], ...] = ()
 
@@ -228,6 +253,13 @@ class Settings:
         log_format = get("SUPERVISOR_LOG_FORMAT", "auto").lower()
         if log_format not in ("auto", "json", "console"):
             raise ConfigError(f"SUPERVISOR_LOG_FORMAT={log_format!r} must be auto, json or console")
+        raw_order = get("SUPERVISOR_OUT_OF_ORDER", "warn")
+        out_of_order = raw_order.strip().lower()
+        if out_of_order not in OUT_OF_ORDER:
+            raise ConfigError(
+                f"{_source(flags, env, 'SUPERVISOR_OUT_OF_ORDER')}={raw_order!r} is not warn or refuse: warn applies "
+                "a new file that sorts before an applied one and logs a warning, refuse exits 5 instead"
+            )
         return cls(
             db=db,
             db_init_dir=Path(get("SUPERVISOR_DB_INIT_DIR", "db-init")),
@@ -243,6 +275,7 @@ class Settings:
             ),
             tracking_table=table,
             log_format=log_format,
+            out_of_order=out_of_order,
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
             warnings=tuple(e.warnings),
         )

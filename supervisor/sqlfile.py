@@ -94,8 +94,15 @@ class SqlFile:
             slices = split(self.text, with_parser=True, only_slices=True)
         except ParseError as e:
             offset = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], int) else 0
+            line_start = self.text.rfind("\n", 0, offset) + 1
+            psql = (
+                " (a psql meta-command: the supervisor sends SQL to the server, not through psql; `python -m "
+                "supervisor lint` names each such line and its fix)"
+                if self.text.startswith("\\", offset) and not self.text[line_start:offset].strip()
+                else ""
+            )
             raise MigrationFailed(
-                f"{self.path}:{location(self.text, offset)}: syntax error: {e.args[0]}\n"
+                f"{self.path}:{location(self.text, offset)}: syntax error: {e.args[0]}{psql}\n"
                 f"{snippet(self.text, offset)}\nNothing was applied from this file; fix it and run again.",
                 error_code="SQL_SYNTAX",
             ) from e

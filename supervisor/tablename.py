@@ -14,11 +14,19 @@ import re
 
 from supervisor.errors import ConfigError
 
-__all__ = ["MAX_PART_BYTES", "parse_table_name", "quote_table", "table_name_problem"]
+__all__ = [
+    "MAX_PART_BYTES",
+    "parse_table_name",
+    "quote_table",
+    "sql_literal",
+    "sql_table",
+    "table_name_problem",
+]
 
 MAX_PART_BYTES = 63  # NAMEDATALEN - 1
 _PART = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _QUOTES = "\"'`"
+_BARE = re.compile(r"[a-z_][a-z0-9_]*")  # a name that needs no quotes, unless it is a keyword
 
 
 def table_name_problem(raw: str) -> str | None:
@@ -69,3 +77,21 @@ def parse_table_name(raw: str, source: str) -> str:
 def quote_table(name: str) -> str:
     """`schema.table` as quoted identifiers; names fold to lower case as unquoted SQL identifiers do."""
     return ".".join(f'"{part.lower()}"' for part in name.split("."))
+
+
+def sql_table(name: str) -> str:
+    """The table as a person types it in SQL, for the repair statements in messages: each part bare where it can be
+    (`migrations_applied`), double-quoted where Postgres needs it (`"order"`, `"user"`), as Postgres's own
+    quote_ident does (anything but an unreserved keyword is quoted)."""
+    from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
+
+    keywords = RESERVED_KEYWORDS | COL_NAME_KEYWORDS | TYPE_FUNC_NAME_KEYWORDS
+    parts = [p.lower() for p in name.split(".")]
+    return ".".join(
+        p if _BARE.fullmatch(p) and p not in keywords else '"' + p.replace('"', '""') + '"' for p in parts
+    )
+
+
+def sql_literal(value: str) -> str:
+    """A standard SQL string literal (`'it''s'`), for the repair statements in messages."""
+    return "'" + value.replace("'", "''") + "'"

@@ -93,7 +93,7 @@ def test_every_kind_of_reference_in_pre_schema(project: Project):
     ))  # fmt: skip
     found = project.lint()
     kinds = [line.split(": error: ")[1].split(" references")[0] for line in found]
-    assert kinds == ["CREATE INDEX", "CREATE TABLE (foreign key)", "CREATE TRIGGER", "COMMENT ON", "COMMENT ON",
+    assert kinds == ["CREATE INDEX", "CREATE TABLE (foreign key)", "CREATE TRIGGER", "COMMENT ON TABLE", "COMMENT ON COLUMN",
                      "INSERT", "UPDATE"]  # fmt: skip
     assert [line.split(":")[1] for line in found] == ["1", "2", "3", "4", "5", "6", "7"]
     assert "directus_settings (a Directus system table)" in found[6]
