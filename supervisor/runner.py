@@ -17,6 +17,7 @@ from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
 from supervisor.ledger import Ledger
 from supervisor.lock import advisory_lock
+from supervisor.privileges import privilege_refused
 from supervisor.settings import Settings
 from supervisor.state import StateTable
 
@@ -53,6 +54,9 @@ async def run_phases(
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
                     if is_connection_loss(e):
                         raise lost_connection(e, f"during {phase.name}") from e
+                    if isinstance(e, asyncpg.InsufficientPrivilegeError):
+                        # The supervisor's own SQL (a user's file fails as MigrationFailed before this).
+                        raise privilege_refused(e, f"run the supervisor's own SQL for {phase.name}") from e
                     raise
     return outcomes
 
@@ -85,13 +89,23 @@ async def collect_status(
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:
         await check_tables(conn, settings.tracking_table)
-        reports = [await _report(phase, conn, deep) for phase in phases]
+        reports = [await _report(phase, conn, deep, bool(settings.directus_cmd)) for phase in phases]
     return {"tracking_table": settings.tracking_table, "phases": reports}
 
 
-async def _report(phase: Phase, conn: asyncpg.Connection, deep: bool) -> dict[str, Any]:
+# Mistakes `migrate` refuses with exit 2 that a report must not dress up as "unknown" with exit 0.
+_REFUSED_IN_REPORTS = frozenset({"FOLDER_MISSING", "FILE_UNREADABLE"})
+
+
+async def _report(
+    phase: Phase, conn: asyncpg.Connection, deep: bool, directus_cmd_set: bool
+) -> dict[str, Any]:
     # One phase that cannot tell (no snapshot, no Directus here) must not hide the others.
     try:
         return await phase.report(conn, deep=deep)
     except SupervisorError as e:
+        if e.error_code in _REFUSED_IN_REPORTS:
+            raise
+        if e.error_code == "DIRECTUS_CMD_INVALID" and directus_cmd_set:
+            raise  # a SUPERVISOR_DIRECTUS_CMD that cannot run is a mistake; the default missing is "no Directus here"
         return {"phase": phase.name, "error": e.message.split("\n", 1)[0]}
