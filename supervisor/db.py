@@ -86,11 +86,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _fix(db: DbSettings, part: str) -> str:
-    """Where the user sets `part` (user, password, database, host, port): its DB_* variable, or the connection string."""
-    if db.dsn:
-        return f"the {part} in DB_CONNECTION_STRING"
-    names = {"user": "DB_USER", "password": "DB_PASSWORD (or DB_PASSWORD_FILE)", "database": "DB_DATABASE"}
-    return names.get(part, f"DB_{part.upper()}")
+    """Where the user sets `part` (database, host, port): its DB_* variable, or the connection string."""
+    return f"the {part} in DB_CONNECTION_STRING" if db.dsn else f"DB_{part.upper()}"
 
 
 def _config_rejected(db: DbSettings, exc: BaseException) -> ConfigError | None:
@@ -104,7 +101,7 @@ def _config_rejected(db: DbSettings, exc: BaseException) -> ConfigError | None:
     if _NO_TLS in str(exc):
         asks = "sslmode in DB_CONNECTION_STRING" if db.dsn else "DB_SSL / DB_SSL__* settings"
         return ConfigError(
-            f"the server at {where} does not accept TLS connections, but the {asks} require TLS ({_describe(exc)}). "
+            f"the server at {where} does not accept TLS connections, but the {asks} ask for it ({_describe(exc)}). "
             "Either enable ssl on the Postgres server, or connect without TLS "
             + ("(sslmode=disable or prefer)." if db.dsn else "(unset DB_SSL and the DB_SSL__* variables)."),
             error_code="DB_TLS_UNAVAILABLE",
@@ -120,7 +117,12 @@ def _config_rejected(db: DbSettings, exc: BaseException) -> ConfigError | None:
         )
         return ConfigError(
             f"the server at {where} refused a session setting at login: {_describe(exc)}. Fix "
-            f"{source or 'the session settings'}: DB_SEARCH_PATH takes schema names, comma-separated and unquoted.",
+            f"{source or 'the session settings'}"
+            + (
+                ": DB_SEARCH_PATH takes schema names, comma-separated and unquoted."
+                if db.search_path
+                else "."
+            ),
             error_code="DB_CONFIG_INVALID",
         )
     return None
@@ -152,7 +154,11 @@ def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable | Confi
             f"Create it (CREATE DATABASE) or fix {_fix(db, 'database')}.",
             error_code="DB_MISSING",
         )
-    hint = f"Check {_fix(db, 'user')} and {_fix(db, 'password')} and pg_hba.conf."
+    hint = (
+        "Check the user and password in DB_CONNECTION_STRING, and pg_hba.conf."
+        if db.dsn
+        else "Check DB_USER and DB_PASSWORD (or DB_PASSWORD_FILE) and pg_hba.conf."
+    )
     if db.password_from_file and db.password and db.password.endswith(("\n", "\r")):
         hint = (
             f"{db.password_from_file} ends in a newline, which is used as part of the password (as Directus does); "

@@ -24,15 +24,18 @@ async def create_schema(conn: asyncpg.Connection, schema: str) -> None:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema.lower())}")
 
 
-def privilege_refused(exc: asyncpg.PostgresError, what: str, grant: str | None = None) -> DatabaseUnavailable:
+def privilege_refused(
+    exc: asyncpg.PostgresError, what: str, grant: str | None = None, role: str | None = None
+) -> DatabaseUnavailable:
     """Exit 3 for a 42501 on the supervisor's own SQL: `what` it was doing, and the `grant` that fixes it."""
     fix = (
-        f"Run as a role that may (the database owner, say): {grant}; or give DB_USER a role that already has it."
+        f"Run as a role that may (the database owner, say): {grant}; or connect as a role that already has it."
         if grant
         else "Grant the database role the privilege Postgres names, or run as the owner of the object."
     )
     return DatabaseUnavailable(
-        f"the database role may not {what}: {exc.sqlstate} {exc}. {fix}", error_code="DB_PRIVILEGE"
+        f"the database role{f' {quote_ident(role)}' if role else ''} may not {what}: {exc.sqlstate} {exc}. {fix}",
+        error_code="DB_PRIVILEGE",
     )
 
 
@@ -50,20 +53,23 @@ async def creation_refused(
     assert row is not None
     role, database, current, path = row
     if isinstance(exc, asyncpg.InvalidSchemaNameError):
+        named = [p.strip().strip('"') for p in path.split(",")]
+        first = next((p for p in named if p and p != "$user"), "app")
         return ConfigError(
             f"the supervisor cannot create its table {table}: {exc.sqlstate} {exc}. The session's search_path is "
-            f"{path!r} and none of its schemas exists. Create the schema (CREATE SCHEMA ...; GRANT CREATE ON SCHEMA "
-            f"... TO {quote_ident(role)}), or fix DB_SEARCH_PATH (or the search_path in DB_CONNECTION_STRING's "
-            "options), or give SUPERVISOR_TRACKING_TABLE an existing schema (schema.name).",
+            f"{path!r} and none of its schemas exists. Create the schema (as its owner: CREATE SCHEMA "
+            f"{quote_ident(first)}; GRANT USAGE, CREATE ON SCHEMA {quote_ident(first)} TO {quote_ident(role)}), or "
+            "fix DB_SEARCH_PATH (or the search_path in DB_CONNECTION_STRING's options), or give "
+            "SUPERVISOR_TRACKING_TABLE an existing schema (schema.name).",
             error_code="SCHEMA_MISSING",
         )
     if "must be owner" in str(exc):
         owner = f"ALTER TABLE {table} OWNER TO {quote_ident(role)}"
-        return privilege_refused(exc, f"upgrade its table {table} (ADD COLUMN)", owner)
+        return privilege_refused(exc, f"upgrade its table {table} (ADD COLUMN)", owner, role)
     target = schema or current
     if "database" in str(exc) or target is None:
         grant = f"GRANT CREATE ON DATABASE {quote_ident(database)} TO {quote_ident(role)}"
         what = f"create the schema {schema} for its table {table}" if schema else f"create its table {table}"
-        return privilege_refused(exc, what, grant + f"; or create the schema {schema} beforehand")
+        return privilege_refused(exc, what, grant + f"; or create the schema {schema} beforehand", role)
     grant = f"GRANT CREATE ON SCHEMA {quote_ident(target)} TO {quote_ident(role)}"
-    return privilege_refused(exc, f"create its table {table} in the schema {target}", grant)
+    return privilege_refused(exc, f"create its table {table} in the schema {target}", grant, role)

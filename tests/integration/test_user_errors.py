@@ -247,3 +247,15 @@ async def test_connection_string_hints_name_it(db: Database, layout: Layout):
     assert f"database {db.name!r} as user {db.server.user!r}" in msg
     assert "DB_CONNECTION_STRING" in msg and "DB_USER" not in msg
     assert "wrong-pw-42" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("verb", [("migrate",), ("status",)])
+async def test_directus_command_with_a_missing_script(verb: tuple[str, ...], db: Database, layout: Layout):
+    """`node /missing/cli.js`: exit 2 DIRECTUS_CMD_INVALID naming the script, not node's stack trace as exit 8."""
+    (layout.root / "snapshots").mkdir()
+    shutil.copy(ROOT / "snapshots" / "schema.yaml", layout.root / "snapshots" / "schema.yaml")
+    env = db.env(SUPERVISOR_DIRECTUS_CMD=f"{sys.executable} /nonexistent/cli.js")
+    r = await supervise(*verb, env=env, cwd=layout.root)
+    assert r.code == 2, r.stderr
+    assert r.failure["error_code"] == "DIRECTUS_CMD_INVALID"
+    assert "the script /nonexistent/cli.js" in r.failure["error"]
