@@ -73,6 +73,22 @@ async def test_existing_schema_is_used_without_create_on_the_database(
     assert r.code == 0, r.stderr
 
 
+async def test_legacy_table_owned_by_another_role(
+    db: Database, layout: Layout, role: str, conn: asyncpg.Connection
+):
+    """The old runner's table, owned by another role, cannot be upgraded in place: exit 3 naming the owner change."""
+    await conn.execute(
+        "CREATE TABLE migrations_applied (filename text PRIMARY KEY, checksum text NOT NULL, "
+        f'applied_at timestamptz NOT NULL DEFAULT now()); GRANT ALL ON migrations_applied TO "{role}"; '
+        f'GRANT CREATE ON SCHEMA public TO "{role}"'
+    )
+    layout.add("pre", "001.sql", "SELECT 1;")
+    r = await supervise(*PRE, env=_as(db, role), cwd=layout.root)
+    assert r.code == 3, r.stderr
+    assert r.failure["error_code"] == "DB_PRIVILEGE"
+    assert f'ALTER TABLE "migrations_applied" OWNER TO "{role}"' in r.failure["error"]
+
+
 async def test_search_path_naming_a_missing_schema(db: Database, layout: Layout):
     """DB_SEARCH_PATH with no existing schema: exit 2 SCHEMA_MISSING, naming the path and the fix."""
     layout.add("pre", "001.sql", "SELECT 1;")

@@ -73,3 +73,23 @@ def test_bad_port_in_the_dsn_query_is_refused():
     """?port= must be a TCP port."""
     with pytest.raises(ConfigError, match="port='x'"):
         Settings.load({"DB_CLIENT": "pg", "DB_CONNECTION_STRING": "postgresql://h/d?port=x"})
+
+
+@pytest.mark.parametrize(
+    ("ssl", "variable"),
+    [
+        ({"ca": "garbage-ca"}, "DB_SSL__CA"),
+        ({"cert": "garbage-cert", "key": "secret-key-text"}, "DB_SSL__CERT"),
+    ],
+)
+def test_unusable_tls_material_names_the_variable_not_its_content(ssl: dict[str, str], variable: str):
+    """Garbage in DB_SSL__CA or DB_SSL__CERT/KEY is a configuration error (exit 2), never echoed back."""
+    from supervisor.db import _ssl_context
+    from supervisor.settings import DbSettings
+
+    db = DbSettings(host="h", port=5432, database="d", user="u", ssl=ssl, ssl_enabled=True)
+    with pytest.raises(ConfigError) as e:
+        _ssl_context(db)
+    assert e.value.code == 2 and e.value.error_code == "DB_CONFIG_INVALID"
+    assert variable in e.value.message
+    assert not any(v in e.value.message for v in ssl.values())
