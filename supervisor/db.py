@@ -85,9 +85,11 @@ def _describe(exc: BaseException) -> str:
     return f"{sqlstate} {text}" if sqlstate else f"{type(exc).__name__}: {text}"
 
 
-def _fix(db: DbSettings, part: str) -> str:
-    """Where the user sets `part` (database, host, port): its DB_* variable, or the connection string."""
-    return f"the {part} in DB_CONNECTION_STRING" if db.dsn else f"DB_{part.upper()}"
+def _fix(db: DbSettings, *parts: str) -> str:
+    """Where the user sets `parts` (database, host, port): their DB_* variables, or the connection string."""
+    if db.dsn:
+        return f"the {' and '.join(parts)} in DB_CONNECTION_STRING"
+    return " and ".join(f"DB_{p.upper()}" for p in parts)
 
 
 def _config_rejected(db: DbSettings, exc: BaseException) -> ConfigError | None:
@@ -143,7 +145,7 @@ def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable | Confi
         return ConfigError(
             f"the server at {db.host}:{db.port} refused the login: {_describe(exc)}. That is PgBouncer, which "
             "refuses startup parameters it does not know. Either point the supervisor at Postgres itself "
-            f"({_fix(db, 'host')}, {_fix(db, 'port')}), or add to pgbouncer.ini: ignore_startup_parameters = "
+            f"({_fix(db, 'host', 'port')}), or add to pgbouncer.ini: ignore_startup_parameters = "
             f"{','.join(_SERVER_SETTINGS)} and use a pool in session mode (pool_mode = session): transaction pooling "
             f"breaks the supervisor's session advisory locks.{path}",
             error_code="POOLER_STARTUP_PARAMETER",
@@ -300,7 +302,7 @@ async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBound
             raise _rejected(db, exc) from exc
         raise DatabaseUnavailable(
             f"Postgres at {db.host}:{db.port} (database {db.database!r}, user {db.user!r}) was not reachable "
-            f"within {budget_s:g}s; last error: {_describe(exc)}. Check {_fix(db, 'host')} and {_fix(db, 'port')} "
+            f"within {budget_s:g}s; last error: {_describe(exc)}. Check {_fix(db, 'host', 'port')} "
             "and that Postgres is running, or raise SUPERVISOR_WAIT_TIMEOUT.",
             error_code="DB_UNREACHABLE",
         ) from exc
