@@ -5,11 +5,13 @@ create them in (exit 2). An error in a user's SQL file is not handled here: it s
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 
 from supervisor.errors import ConfigError, DatabaseUnavailable
 
-__all__ = ["create_schema", "creation_refused", "privilege_refused", "quote_ident"]
+__all__ = ["create_schema", "creation_refused", "denied", "privilege_refused", "quote_ident"]
 
 
 def quote_ident(name: str) -> str:
@@ -37,6 +39,28 @@ def privilege_refused(
         f"the database role{f' {quote_ident(role)}' if role else ''} may not {what}: {exc.sqlstate} {exc}. {fix}",
         error_code="DB_PRIVILEGE",
     )
+
+
+_DENIED = re.compile(r"permission denied for (table|schema|database|sequence) (\S+)")
+_GRANTS = {
+    "table": "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {} TO {}",
+    "schema": "GRANT USAGE, CREATE ON SCHEMA {} TO {}",
+    "database": "GRANT CREATE ON DATABASE {} TO {}",
+    "sequence": "GRANT USAGE, SELECT, UPDATE ON SEQUENCE {} TO {}",
+}
+
+
+def denied(exc: asyncpg.PostgresError, role: str, tables: dict[str, str], what: str) -> DatabaseUnavailable:
+    """Exit 3 for a 42501 on the supervisor's own reads and writes (a tracking table another role made, say).
+
+    `tables` maps a bare table name, as Postgres reports it, to its qualified, quoted form."""
+    m = _DENIED.search(str(exc))
+    grant = None
+    if m:
+        kind, name = m.groups()
+        target = tables.get(name) if kind == "table" else None
+        grant = _GRANTS[kind].format(target or quote_ident(name), quote_ident(role))
+    return privilege_refused(exc, what, grant, role)
 
 
 async def creation_refused(

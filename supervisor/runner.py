@@ -17,9 +17,10 @@ from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
 from supervisor.ledger import Ledger
 from supervisor.lock import advisory_lock
-from supervisor.privileges import privilege_refused
+from supervisor.privileges import denied
 from supervisor.settings import Settings
 from supervisor.state import StateTable
+from supervisor.tablename import quote_table
 
 __all__ = ["check_tables", "collect_status", "run_phases"]
 
@@ -56,7 +57,7 @@ async def run_phases(
                         raise lost_connection(e, f"during {phase.name}") from e
                     if isinstance(e, asyncpg.InsufficientPrivilegeError):
                         # The supervisor's own SQL (a user's file fails as MigrationFailed before this).
-                        raise privilege_refused(e, f"run the supervisor's own SQL for {phase.name}") from e
+                        raise _denied(e, settings, f"use its tables for {phase.name}") from e
                     raise
     return outcomes
 
@@ -89,8 +90,22 @@ async def collect_status(
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:
         await check_tables(conn, settings.tracking_table)
-        reports = [await _report(phase, conn, deep, bool(settings.directus_cmd)) for phase in phases]
+        try:
+            reports = [await _report(phase, conn, deep, bool(settings.directus_cmd)) for phase in phases]
+        except asyncpg.InsufficientPrivilegeError as e:
+            raise _denied(e, settings, "read its tables") from e
     return {"tracking_table": settings.tracking_table, "phases": reports}
+
+
+def _denied(e: asyncpg.PostgresError, settings: Settings, what: str) -> SupervisorError:
+    assert settings.db is not None
+    table = settings.tracking_table
+    schema = table.split(".")[0] + "." if "." in table else ""
+    names = {
+        table.split(".")[-1]: quote_table(table),
+        "supervisor_state": quote_table(f"{schema}supervisor_state"),
+    }
+    return denied(e, settings.db.user, names, what)
 
 
 # Mistakes `migrate` refuses with exit 2 that a report must not dress up as "unknown" with exit 0.

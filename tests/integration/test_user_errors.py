@@ -275,3 +275,20 @@ async def test_directus_command_with_a_missing_script(verb: tuple[str, ...], db:
     assert r.code == 2, r.stderr
     assert r.failure["error_code"] == "DIRECTUS_CMD_INVALID"
     assert "the script /nonexistent/cli.js" in r.failure["error"]
+
+
+@pytest.mark.parametrize("verb", [PRE, ("status",)])
+async def test_tracking_table_the_role_may_not_read(
+    verb: tuple[str, ...], db: Database, layout: Layout, role: str, conn: asyncpg.Connection
+):
+    """A tracking table made by another role and not granted: exit 3 DB_PRIVILEGE naming the GRANT on it."""
+    layout.add("pre", "001.sql", "SELECT 1;")
+    assert (await supervise(*PRE, env=db.env(), cwd=layout.root)).code == 0  # made by the owner
+    await conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    r = await supervise(*verb, env=_as(db, role), cwd=layout.root)
+    assert r.code == 3, r.stderr
+    assert r.failure["error_code"] == "DB_PRIVILEGE"
+    assert (
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "migrations_applied" TO "{role}"'
+        in r.failure["error"]
+    )
