@@ -32,7 +32,8 @@ _SSLMODES = (
     "verify-ca",
     "verify-full",
 )  # libpq's, as asyncpg takes them
-_HOST_WITH_PORT = re.compile(r"^[^:\s/]+:\d+$")  # `db:5432`; an IPv6 address has more than one colon
+# `db:5432` or `[::1]:5432`; a bare IPv6 address has more than one colon and no brackets
+_HOST_WITH_PORT = re.compile(r"^(\[[^\]]+\]|[^:\s/\[]+):(\d+)$")
 
 
 def parse_duration(name: str, raw: str) -> float:
@@ -145,8 +146,8 @@ class DbSettings:
                 "(or DB_CONNECTION_STRING)"
             )
         host = e.get("DB_HOST") or ""
-        if _HOST_WITH_PORT.match(host.strip()):
-            name, _, port = host.strip().partition(":")
+        if m := _HOST_WITH_PORT.match(host.strip()):
+            name, port = m.group(1).strip("[]"), m.group(2)
             raise ConfigError(
                 f"DB_HOST={host!r} includes a port; set DB_HOST={name} and DB_PORT={port} (Directus reads them apart)"
             )

@@ -27,12 +27,14 @@ def test_bare_search_path_is_kept():
     assert _load(DB_SEARCH_PATH="$user, app").db.search_path == ("$user", "app")  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("host", ["db:5432", "10.0.0.1:6543"])
-def test_host_with_a_port_is_refused(host: str):
+@pytest.mark.parametrize(
+    ("host", "name", "port"),
+    [("db:5432", "db", "5432"), ("10.0.0.1:6543", "10.0.0.1", "6543"), ("[::1]:5433", "::1", "5433")],
+)
+def test_host_with_a_port_is_refused(host: str, name: str, port: str):
     """DB_HOST=host:port names both variables to set apart."""
     with pytest.raises(ConfigError) as e:
         _load(DB_HOST=host)
-    name, port = host.split(":")
     assert f"DB_HOST={name} and DB_PORT={port}" in e.value.message
 
 
