@@ -101,9 +101,9 @@ def _config_rejected(db: DbSettings, exc: BaseException) -> ConfigError | None:
             error_code="DB_CONFIG_INVALID",
         )
     if _NO_TLS in str(exc):
-        asks = "sslmode in DB_CONNECTION_STRING" if db.dsn else "DB_SSL / DB_SSL__* settings"
+        asks = "sslmode in DB_CONNECTION_STRING asks" if db.dsn else "DB_SSL / DB_SSL__* settings ask"
         return ConfigError(
-            f"the server at {where} does not accept TLS connections, but the {asks} ask for it ({_describe(exc)}). "
+            f"the server at {where} does not accept TLS connections, but the {asks} for it ({_describe(exc)}). "
             "Either enable ssl on the Postgres server, or connect without TLS "
             + ("(sslmode=disable or prefer)." if db.dsn else "(unset DB_SSL and the DB_SSL__* variables)."),
             error_code="DB_TLS_UNAVAILABLE",
