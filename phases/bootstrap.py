@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from phases.base import PhaseContext, Step
 from supervisor.directus import directus_version, run_cli
-from supervisor.errors import DirectusStepFailed
+from supervisor.errors import ConfigError, DirectusStepFailed
 from supervisor.lock import advisory_lock
 from supervisor.settings import Settings
 from supervisor.state import StateTable
@@ -52,8 +53,10 @@ class DirectusInstall:
     async def version(self, log: Any) -> str:
         """The installed Directus version, e.g. `12.4.0`."""
         if self._version is None:
-            found = directus_version(self.settings.directus_argv())
+            argv = self.settings.directus_argv()
+            found = directus_version(argv)
             if found is None:
+                _require_scripts(argv)
                 result = await run_cli(self.settings, ["--version"], log)
                 m = re.search(r"\d+\.\d+\.\d+", result.stdout)
                 if result.code != 0 or not m:
@@ -66,6 +69,18 @@ class DirectusInstall:
                 found = m.group(0)
             self._version = found
         return self._version
+
+
+def _require_scripts(argv: tuple[str, ...]) -> None:
+    """Refuse (exit 2) a CLI command whose script is not there: `node` would fail with a stack trace (exit 8)."""
+    for arg in argv[1:]:
+        if arg.endswith((".js", ".mjs", ".cjs")) and not Path(arg).is_file():
+            raise ConfigError(
+                f"cannot run the Directus CLI `{' '.join(argv)}`: the script {arg} ({Path(arg).absolute()}) does "
+                "not exist; check SUPERVISOR_DIRECTUS_CMD (for example node /directus/cli.js, or directus when it is "
+                "on PATH). Relative paths resolve against the working directory.",
+                error_code="DIRECTUS_CMD_INVALID",
+            )
 
 
 async def bootstrap_reason(conn: asyncpg.Connection, state: StateTable, version: str) -> str | None:

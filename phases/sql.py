@@ -378,6 +378,7 @@ class SqlPhase:
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
         """Applied, pending, changed, half-applied and orphaned files of this phase."""
+        require_folder(self.folder, self.variable)  # else every applied file would list as orphaned
         rows = await Ledger(conn, self.tracking_table).read() or {}
         mine = self.folders.files()[self.name]
         names = self.folders.by_name()

@@ -73,11 +73,11 @@ DB_DATABASE, DB_USER, DB_PASSWORD, or DB_CONNECTION_STRING; DB_SSL__*; DB_SEARCH
 (read verbatim, as Directus does). Every flag above has the SUPERVISOR_* variable shown in its help; flags win.
 
 Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration (a transaction-mode pooler included);
-3 database unreachable, login rejected, or connection lost (a running Directus step is stopped); 4 migration
-failed (rolled back) or refused before running; 5 integrity refusal (changed file, same name in both folders,
-half-applied file, a file out of order under --out-of-order refuse); 6 lock timeout; 7 schema refusal; 8 Directus
-CLI step failed, timed out or printed a dry-run the supervisor cannot read; run: Directus's own status, or 128+N
-when signal N ended it.
+3 database unreachable, login rejected, a privilege missing (the GRANT is named), or connection lost (a running
+Directus step is stopped); 4 migration failed (rolled back) or refused before running; 5 integrity refusal
+(changed file, same name in both folders, half-applied file, a file out of order under --out-of-order refuse);
+6 lock timeout; 7 schema refusal; 8 Directus CLI step failed, timed out or printed a dry-run the supervisor cannot
+read; run: Directus's own status, or 128+N when signal N ended it.
 """
 
 

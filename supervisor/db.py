@@ -53,9 +53,20 @@ def application_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:63]
 
 
+_NO_TLS = (
+    "rejected SSL upgrade"  # asyncpg's ConnectionError when the server answers the TLS request with "no"
+)
+# Startup errors that are a session setting's fault (DB_SEARCH_PATH, `options` in DB_CONNECTION_STRING), not the login's.
+_SETTING_SQLSTATES = frozenset(
+    {"22023", "42704"}
+)  # invalid_parameter_value, undefined_object (unknown parameter)
+
+
 def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, ssl.SSLError):
-        return False  # a certificate problem does not heal by waiting
+    if isinstance(exc, ssl.SSLError | ConfigError):
+        return False  # a certificate problem or a bad setting does not heal by waiting
+    if _NO_TLS in str(exc):
+        return False  # the server has no TLS: waiting will not give it one
     if _PARAMETER_REFUSED in str(exc):
         return False  # a pooler's configuration does not heal by waiting
     return isinstance(
@@ -76,7 +87,55 @@ def _describe(exc: BaseException) -> str:
     return f"{sqlstate} {text}" if sqlstate else f"{type(exc).__name__}: {text}"
 
 
+def _fix(db: DbSettings, *parts: str) -> str:
+    """Where the user sets `parts` (database, host, port): their DB_* variables, or the connection string."""
+    if db.dsn:
+        return f"the {' and '.join(parts)} in DB_CONNECTION_STRING"
+    return " and ".join(f"DB_{p.upper()}" for p in parts)
+
+
+def _config_rejected(db: DbSettings, exc: BaseException) -> ConfigError | None:
+    """A connection failure that a setting caused and only a changed setting heals (exit 2), else None."""
+    where = f"{db.host}:{db.port}"
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return ConfigError(
+            f"the connection settings are invalid: {exc}. Fix {'DB_CONNECTION_STRING' if db.dsn else 'the DB_* variables'}.",
+            error_code="DB_CONFIG_INVALID",
+        )
+    if _NO_TLS in str(exc):
+        asks = "sslmode in DB_CONNECTION_STRING asks" if db.dsn else "DB_SSL / DB_SSL__* settings ask"
+        return ConfigError(
+            f"the server at {where} does not accept TLS connections, but the {asks} for it ({_describe(exc)}). "
+            "Either enable ssl on the Postgres server, or connect without TLS "
+            + ("(sslmode=disable or prefer)." if db.dsn else "(unset DB_SSL and the DB_SSL__* variables)."),
+            error_code="DB_TLS_UNAVAILABLE",
+        )
+    if getattr(exc, "sqlstate", None) in _SETTING_SQLSTATES:
+        source = " and ".join(
+            s
+            for s, on in (
+                ("DB_SEARCH_PATH", db.search_path),
+                ("the options parameter of DB_CONNECTION_STRING", db.dsn),
+            )
+            if on
+        )
+        return ConfigError(
+            f"the server at {where} refused a session setting at login: {_describe(exc)}. Fix "
+            f"{source or 'the session settings'}"
+            + (
+                ": DB_SEARCH_PATH takes schema names, comma-separated and unquoted."
+                if db.search_path
+                else "."
+            ),
+            error_code="DB_CONFIG_INVALID",
+        )
+    return None
+
+
 def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable | ConfigError:
+    config = _config_rejected(db, exc)
+    if config is not None:
+        return config
     target = f"database {db.database!r} as user {db.user!r} at {db.host}:{db.port}"
     if _PARAMETER_REFUSED in str(exc):
         path = (
@@ -87,19 +146,23 @@ def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable | Confi
         )
         return ConfigError(
             f"the server at {db.host}:{db.port} refused the login: {_describe(exc)}. That is PgBouncer, which "
-            "refuses startup parameters it does not know. Either point the supervisor at Postgres itself (DB_HOST, "
-            f"DB_PORT), or add to pgbouncer.ini: ignore_startup_parameters = {','.join(_SERVER_SETTINGS)} and use a "
-            "pool in session mode (pool_mode = session): transaction pooling breaks the supervisor's session "
-            f"advisory locks.{path}",
+            "refuses startup parameters it does not know. Either point the supervisor at Postgres itself "
+            f"({_fix(db, 'host', 'port')}), or add to pgbouncer.ini: ignore_startup_parameters = "
+            f"{','.join(_SERVER_SETTINGS)} and use a pool in session mode (pool_mode = session): transaction pooling "
+            f"breaks the supervisor's session advisory locks.{path}",
             error_code="POOLER_STARTUP_PARAMETER",
         )
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return DatabaseUnavailable(
             f"Postgres has no {target.replace('database ', 'database named ', 1)}: {_describe(exc)}. "
-            "Create it (CREATE DATABASE) or fix DB_DATABASE.",
+            f"Create it (CREATE DATABASE) or fix {_fix(db, 'database')}.",
             error_code="DB_MISSING",
         )
-    hint = "Check DB_USER and DB_PASSWORD (or DB_PASSWORD_FILE) and pg_hba.conf."
+    hint = (
+        "Check the user and password in DB_CONNECTION_STRING, and pg_hba.conf."
+        if db.dsn
+        else "Check DB_USER and DB_PASSWORD (or DB_PASSWORD_FILE) and pg_hba.conf."
+    )
     if db.password_from_file and db.password and db.password.endswith(("\n", "\r")):
         hint = (
             f"{db.password_from_file} ends in a newline, which is used as part of the password (as Directus does); "
@@ -115,13 +178,28 @@ def _rejected(db: DbSettings, exc: BaseException) -> DatabaseUnavailable | Confi
 def _ssl_context(db: DbSettings) -> ssl.SSLContext | bool:
     if not db.ssl_enabled:
         return False  # node-postgres (Directus) does not use TLS unless DB_SSL* asks for it
-    ctx = ssl.create_default_context(cadata=db.ssl.get("ca") or None)
+    try:
+        ctx = ssl.create_default_context(cadata=db.ssl.get("ca") or None)
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(
+            f"DB_SSL__CA does not hold a usable PEM certificate ({e}); give it the CA certificate's text, "
+            "-----BEGIN CERTIFICATE----- included, or use DB_SSL__CA_FILE with the path of that file",
+            error_code="DB_CONFIG_INVALID",
+        ) from e
     if db.ssl.get("reject_unauthorized", "true").strip().lower() in ("false", "0", "no"):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if db.ssl.get("cert"):
-        with _pem_files(db.ssl["cert"], db.ssl.get("key", "")) as (cert, key):
-            ctx.load_cert_chain(cert, key or None, password=db.ssl.get("passphrase") or None)
+        try:
+            with _pem_files(db.ssl["cert"], db.ssl.get("key", "")) as (cert, key):
+                ctx.load_cert_chain(cert, key or None, password=db.ssl.get("passphrase") or None)
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(
+                f"DB_SSL__CERT and DB_SSL__KEY (with DB_SSL__PASSPHRASE) do not make a usable client certificate "
+                f"({type(e).__name__}: {getattr(e, 'reason', None) or 'cannot be loaded'}); give them the PEM text "
+                "of the certificate and of its private key",
+                error_code="DB_CONFIG_INVALID",
+            ) from e
     return ctx
 
 
@@ -230,13 +308,15 @@ async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBound
                 # Each attempt ends by the deadline too: a 0.5 s budget against a host that never answers is 0.5 s.
                 remaining = max(_MIN_ATTEMPT_S, min(_ATTEMPT_TIMEOUT_S, deadline - time.monotonic()))
                 conn = await connect(db, remaining)
+    except ConfigError:
+        raise
     except Exception as exc:
         if not _transient(exc):
             raise _rejected(db, exc) from exc
         raise DatabaseUnavailable(
             f"Postgres at {db.host}:{db.port} (database {db.database!r}, user {db.user!r}) was not reachable "
-            f"within {budget_s:g}s; last error: {_describe(exc)}. Check DB_HOST and DB_PORT and that Postgres is "
-            "running, or raise SUPERVISOR_WAIT_TIMEOUT.",
+            f"within {budget_s:g}s; last error: {_describe(exc)}. Check {_fix(db, 'host', 'port')} "
+            "and that Postgres is running, or raise SUPERVISOR_WAIT_TIMEOUT.",
             error_code="DB_UNREACHABLE",
         ) from exc
     log.info(

@@ -3,7 +3,7 @@
 ```
 SupervisorError              1  unexpected: a bug (traceback at debug level)
 ├── ConfigError              2  bad flag or env value, missing folder or snapshot, phase not available
-├── DatabaseUnavailable      3  wait budget spent, connection rejected, or connection lost mid-phase
+├── DatabaseUnavailable      3  wait budget spent, connection rejected, privilege missing, or connection lost mid-phase
 ├── MigrationFailed          4  an SQL error; the file's transaction was rolled back
 ├── IntegrityRefusal         5  changed applied file, basename in both folders, half-applied file
 ├── LockTimeout              6  a phase lock stayed held elsewhere for the whole lock timeout

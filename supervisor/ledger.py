@@ -15,6 +15,7 @@ import asyncpg
 
 from supervisor.db import application_name, session_reset_sql
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
+from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
 from supervisor.tables import ABSENT, CURRENT, LEGACY, Relation, foreign_table_error, inspect, ledger_shape
 
@@ -122,6 +123,15 @@ class Ledger:
 
     async def _create_or_upgrade(self) -> None:
         schema = self.name.split(".")[0] if "." in self.name else None
+        try:
+            await self._create_or_upgrade_in(schema)
+        except asyncpg.PostgresError as e:
+            refusal = await creation_refused(self.conn, e, self.table, schema)
+            if refusal is None:
+                raise
+            raise refusal from e
+
+    async def _create_or_upgrade_in(self, schema: str | None) -> None:
         async with self.conn.transaction():
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
             # Decide again under the lock, from the catalog: another replica may have created or upgraded it, and
@@ -131,7 +141,7 @@ class Ledger:
                 return
             if shape == ABSENT:
                 if schema:
-                    await self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(schema)}")
+                    await create_schema(self.conn, schema)
                 await self.conn.execute(
                     f"""CREATE TABLE {self.table} (
                         filename text PRIMARY KEY,

@@ -25,11 +25,11 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from supervisor.errors import SupervisorError
+from supervisor.errors import ConfigError, SupervisorError
 from supervisor.lint_psql import COPY_STDIN, parse_without_psql
 from supervisor.settings import Settings
 from supervisor.snapshot import load_snapshot, needs_system_fields, parse_version
-from supervisor.sqlfile import SqlFile, classify, list_sql_files, location, session_leak
+from supervisor.sqlfile import SqlFile, classify, location, read_sql_file, session_leak, sql_paths, unreadable
 from supervisor.sqlwords import sql_words
 
 __all__ = ["Finding", "lint"]
@@ -75,11 +75,27 @@ def lint(settings: Settings) -> list[Finding]:
             findings.append(Finding(str(folder), 1, 1, "error", f"the {phase} folder does not exist"))
             parsed[phase] = []
             continue
-        for other in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix != ".sql"):
-            findings.append(
-                Finding(str(other), 1, 1, "warning", "not a .sql file: the supervisor ignores it")
-            )
-        parsed[phase] = [p for f in list_sql_files(folder) if (p := _parse(f, findings))]
+        try:
+            for other in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix != ".sql"):
+                findings.append(
+                    Finding(str(other), 1, 1, "warning", "not a .sql file: the supervisor ignores it")
+                )
+            paths = sql_paths(folder)
+        except (OSError, ConfigError) as e:
+            # An unreadable folder is a finding, like a missing one: lint reports, `migrate` refuses (exit 2).
+            text = (e if isinstance(e, ConfigError) else unreadable(folder, e, "folder")).message
+            findings.append(Finding(str(folder), 1, 1, "error", text))
+            parsed[phase] = []
+            continue
+        parsed[phase] = []
+        for path in paths:
+            try:
+                f = read_sql_file(path)
+            except ConfigError as e:
+                findings.append(Finding(str(path), 1, 1, "error", e.message))
+                continue
+            if p := _parse(f, findings):
+                parsed[phase].append(p)
     both = {p.file.name for p in parsed["pre-schema"]} & {p.file.name for p in parsed["post-schema"]}
     for p in parsed["post-schema"]:
         if p.file.name in both:

@@ -17,8 +17,10 @@ from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
 from supervisor.ledger import Ledger
 from supervisor.lock import advisory_lock
+from supervisor.privileges import denied
 from supervisor.settings import Settings
 from supervisor.state import StateTable
+from supervisor.tablename import quote_table
 
 __all__ = ["check_tables", "collect_status", "run_phases"]
 
@@ -53,6 +55,9 @@ async def run_phases(
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
                     if is_connection_loss(e):
                         raise lost_connection(e, f"during {phase.name}") from e
+                    if isinstance(e, asyncpg.InsufficientPrivilegeError):
+                        # The supervisor's own SQL (a user's file fails as MigrationFailed before this).
+                        raise _denied(e, settings, f"use its tables for {phase.name}") from e
                     raise
     return outcomes
 
@@ -85,13 +90,37 @@ async def collect_status(
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:
         await check_tables(conn, settings.tracking_table)
-        reports = [await _report(phase, conn, deep) for phase in phases]
+        try:
+            reports = [await _report(phase, conn, deep, bool(settings.directus_cmd)) for phase in phases]
+        except asyncpg.InsufficientPrivilegeError as e:
+            raise _denied(e, settings, "read its tables") from e
     return {"tracking_table": settings.tracking_table, "phases": reports}
 
 
-async def _report(phase: Phase, conn: asyncpg.Connection, deep: bool) -> dict[str, Any]:
+def _denied(e: asyncpg.PostgresError, settings: Settings, what: str) -> SupervisorError:
+    assert settings.db is not None
+    table = settings.tracking_table
+    schema = table.split(".")[0] + "." if "." in table else ""
+    names = {
+        table.split(".")[-1]: quote_table(table),
+        "supervisor_state": quote_table(f"{schema}supervisor_state"),
+    }
+    return denied(e, settings.db.user, names, what)
+
+
+# Mistakes `migrate` refuses with exit 2 that a report must not dress up as "unknown" with exit 0.
+_REFUSED_IN_REPORTS = frozenset({"FOLDER_MISSING", "FILE_UNREADABLE"})
+
+
+async def _report(
+    phase: Phase, conn: asyncpg.Connection, deep: bool, directus_cmd_set: bool
+) -> dict[str, Any]:
     # One phase that cannot tell (no snapshot, no Directus here) must not hide the others.
     try:
         return await phase.report(conn, deep=deep)
     except SupervisorError as e:
+        if e.error_code in _REFUSED_IN_REPORTS:
+            raise
+        if e.error_code == "DIRECTUS_CMD_INVALID" and directus_cmd_set:
+            raise  # a SUPERVISOR_DIRECTUS_CMD that cannot run is a mistake; the default missing is "no Directus here"
         return {"phase": phase.name, "error": e.message.split("\n", 1)[0]}

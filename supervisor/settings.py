@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from supervisor.errors import ConfigError
 from supervisor.tablename import parse_table_name
@@ -36,6 +36,16 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 OUT_OF_ORDER = ("warn", "refuse")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+_SSLMODES = (
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+)  # libpq's, as asyncpg takes them
+# `db:5432` or `[::1]:5432`; a bare IPv6 address has more than one colon and no brackets
+_HOST_WITH_PORT = re.compile(r"^(\[[^\]]+\]|[^:\s/\[]+):(\d+)$")
 
 
 def parse_duration(name: str, raw: str) -> float:
@@ -114,6 +124,7 @@ class DbSettings:
     ssl_enabled: bool = False
     search_path: tuple[str, ...] = ()
     password_from_file: str | None = None  # the *_FILE variable the password came from, for auth hints
+    query_password: str | None = field(default=None, repr=False)  # DB_CONNECTION_STRING's ?password=
 
     def describe(self) -> str:
         """`user@host:port/database`, safe to log."""
@@ -121,7 +132,7 @@ class DbSettings:
 
     def secrets(self) -> list[str]:
         """Values the log redaction must never let through."""
-        out = [s for s in (self.password, self.dsn) if s]
+        out = [s for s in (self.password, self.dsn, self.query_password) if s]
         if self.dsn:
             pw = urlsplit(self.dsn).password
             if pw:
@@ -144,7 +155,7 @@ class DbSettings:
         ssl = {k[len("DB_SSL__") :].lower(): e.get(k) or "" for k in _ssl_keys(e.env)}
         ssl_flag = e.get("DB_SSL")
         ssl_enabled = bool(ssl) or (ssl_flag is not None and parse_bool("DB_SSL", ssl_flag))
-        search_path = tuple(p.strip() for p in (e.get("DB_SEARCH_PATH") or "").split(",") if p.strip())
+        search_path = _search_path(e.get("DB_SEARCH_PATH") or "")
         dsn = e.get("DB_CONNECTION_STRING")
         if dsn:
             return cls._from_dsn(dsn, search_path)
@@ -154,6 +165,16 @@ class DbSettings:
                 f"{', '.join(missing)} not set; Directus needs DB_HOST, DB_PORT, DB_DATABASE and DB_USER "
                 "(or DB_CONNECTION_STRING)"
             )
+        host = e.get("DB_HOST") or ""
+        if m := _HOST_WITH_PORT.match(host.strip()):
+            name, port = m.group(1).strip("[]"), m.group(2)
+            raise ConfigError(
+                f"DB_HOST={host!r} includes a port; set DB_HOST={name} and DB_PORT={port} (Directus reads them apart)"
+            )
+        if "://" in host:
+            raise ConfigError(
+                "DB_HOST holds a URL; set DB_HOST to the host name alone, or put the URL in DB_CONNECTION_STRING"
+            )
         port_raw = e.get("DB_PORT") or ""
         # isascii: isdigit() and int() also accept other scripts' digits (full-width digits, say), which Directus does not.
         if not (port_raw.strip().isdigit() and port_raw.isascii()) or not 0 < int(port_raw) < 65536:
@@ -161,7 +182,7 @@ class DbSettings:
                 f"DB_PORT={port_raw!r} is not a TCP port: use a number from 1 to 65535 in ASCII digits (e.g. 5432)"
             )
         return cls(
-            host=e.get("DB_HOST") or "",
+            host=host,
             port=int(port_raw),
             database=e.get("DB_DATABASE") or "",
             user=e.get("DB_USER") or "",
@@ -181,14 +202,44 @@ class DbSettings:
             raise ConfigError("DB_CONNECTION_STRING is not a valid postgres:// URL") from e
         if url.scheme not in ("postgres", "postgresql"):
             raise ConfigError("DB_CONNECTION_STRING must start with postgres:// or postgresql://")
+        # libpq's query parameters (?host=...&user=...) override the URL's parts, for the driver and so for messages.
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        sslmode = query.get("sslmode")
+        if sslmode is not None and sslmode not in _SSLMODES:
+            raise ConfigError(
+                f"DB_CONNECTION_STRING has sslmode={sslmode!r}; use one of {', '.join(_SSLMODES)} "
+                "(require when the server must use TLS, disable when it has none)"
+            )
+        port_raw = query.get("port")
+        if port_raw is not None:
+            if not (port_raw.isascii() and port_raw.isdigit() and 0 < int(port_raw) < 65536):
+                raise ConfigError(
+                    f"DB_CONNECTION_STRING has port={port_raw!r}, which is not a TCP port (1-65535)"
+                )
+            port = int(port_raw)
+        user = query.get("user") or unquote(url.username or "")
         return cls(
-            host=url.hostname or "localhost",
+            host=query.get("host") or url.hostname or "localhost",
             port=port,
-            database=unquote(url.path.lstrip("/")) or unquote(url.username or ""),
-            user=unquote(url.username or ""),
+            database=query.get("dbname") or query.get("database") or unquote(url.path.lstrip("/")) or user,
+            user=user,
             dsn=dsn,
             search_path=search_path,
+            query_password=query.get("password"),
         )
+
+
+def _search_path(raw: str) -> tuple[str, ...]:
+    """DB_SEARCH_PATH's schema names; each is quoted when used (as Directus's knex does), so none may be quoted."""
+    parts = tuple(p.strip() for p in raw.split(",") if p.strip())
+    quoted = [p for p in parts if '"' in p]
+    if quoted:
+        bare = ",".join(p.replace('"', "") for p in parts)
+        raise ConfigError(
+            f"DB_SEARCH_PATH={raw!r} has a quoted name ({quoted[0]}); the supervisor and Directus quote each name "
+            f"themselves, so write the names bare, comma-separated: DB_SEARCH_PATH={bare}"
+        )
+    return parts
 
 
 def _ssl_keys(env: Mapping[str, str]) -> list[str]:

@@ -5,6 +5,7 @@ transaction control in a file, and error locations. Pure logic, no database.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,11 +25,14 @@ __all__ = [
     "classify",
     "list_sql_files",
     "location",
+    "read_sql_file",
     "require_folder",
     "session_leak",
     "session_leaks",
     "snippet",
+    "sql_paths",
     "transaction_control",
+    "unreadable",
 ]
 
 CHECKSUM_PREFIX = "sha256:"
@@ -308,21 +312,64 @@ def _legacy_digests(file: SqlFile) -> Iterator[str]:
 
 def require_folder(folder: Path, variable: str) -> None:
     """Refuse a phase folder that does not exist (exit 2), naming the variable that sets it."""
-    if not folder.is_dir():
+    if not _is_dir(folder, variable):
         raise ConfigError(
             f"{variable}: the folder {folder} ({folder.absolute()}) does not exist; create it, or point {variable} "
-            "(or its flag) at it. Relative paths resolve against the working directory."
+            "(or its flag) at it. Relative paths resolve against the working directory.",
+            error_code="FOLDER_MISSING",
         )
+
+
+def unreadable(path: Path, e: OSError, what: str) -> ConfigError:
+    """Exit 2 for a file or folder the supervisor may not read (a ConfigMap's mode, an image's non-root user)."""
+    who = f"uid {os.geteuid()}" if hasattr(os, "geteuid") else "the supervisor's user"
+    return ConfigError(
+        f"{path}: cannot read this {what}: {e.strerror or type(e).__name__}. Make it readable by the user the "
+        f"supervisor runs as ({who}): for example chmod a+r (a+rx for a folder), or a Kubernetes volume's "
+        "defaultMode: 0444 (0555 for folders), or the image's USER.",
+        error_code="FILE_UNREADABLE",
+    )
+
+
+def _is_dir(folder: Path, variable: str) -> bool:
+    try:
+        return folder.is_dir()
+    except OSError as e:  # is_dir() answers False for "not there", raises for "may not look"
+        raise unreadable(folder, e, f"folder ({variable})") from e
+
+
+def sql_paths(folder: Path) -> list[Path]:
+    """The folder's `*.sql` entries in byte-wise lexical order of their names; none if it is missing.
+
+    A `*.sql` symbolic link whose target is missing is refused (exit 2) rather than skipped: it is a file the user
+    meant to ship."""
+    try:
+        if not folder.is_dir():
+            return []
+        entries = [p for p in folder.iterdir() if p.suffix == ".sql"]
+        for p in entries:
+            if p.is_symlink() and not p.exists():
+                raise ConfigError(
+                    f"{p}: this SQL file is a symbolic link to {os.readlink(p)}, which does not exist; fix the link "
+                    "or remove it.",
+                    error_code="FILE_UNREADABLE",
+                )
+        return sorted((p for p in entries if p.is_file()), key=lambda p: p.name.encode())
+    except OSError as e:
+        raise unreadable(folder, e, "folder") from e
+
+
+def read_sql_file(path: Path) -> SqlFile:
+    """The file, read once; an unreadable one is refused (exit 2) naming it."""
+    try:
+        return SqlFile(path, path.read_bytes())
+    except OSError as e:
+        raise unreadable(path, e, "SQL file") from e
 
 
 def list_sql_files(folder: Path) -> list[SqlFile]:
     """The folder's `*.sql` files in byte-wise lexical order of their names, read once; none if it is missing."""
-    if not folder.is_dir():
-        return []
-    paths = sorted(
-        (p for p in folder.iterdir() if p.suffix == ".sql" and p.is_file()), key=lambda p: p.name.encode()
-    )
-    return [SqlFile(p, p.read_bytes()) for p in paths]
+    return [read_sql_file(p) for p in sql_paths(folder)]
 
 
 def check_collisions(pre: list[SqlFile], post: list[SqlFile]) -> None:

@@ -13,6 +13,7 @@ import asyncpg
 
 from supervisor.db import application_name
 from supervisor.lock import CLASSID, LEDGER_OBJID
+from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
 from supervisor.tables import ABSENT, Relation, foreign_table_error, inspect, state_shape
 
@@ -83,12 +84,22 @@ class StateTable:
         )
 
     async def _create(self) -> None:
+        schema = self.name.split(".")[0] if "." in self.name else None
+        try:
+            await self._create_in(schema)
+        except asyncpg.PostgresError as e:
+            refusal = await creation_refused(self.conn, e, self.table, schema)
+            if refusal is None:
+                raise
+            raise refusal from e
+
+    async def _create_in(self, schema: str | None) -> None:
         async with self.conn.transaction():
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
             if self._verdict(await inspect(self.conn, self.table)) != ABSENT:
                 return  # another replica made it while we waited for the lock
-            if "." in self.name:
-                await self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_table(self.name.split('.')[0])}")
+            if schema:
+                await create_schema(self.conn, schema)
             await self.conn.execute(
                 f"""CREATE TABLE {self.table} (
                     phase text PRIMARY KEY,
