@@ -203,17 +203,12 @@ async def _end_stale_holder(lock: PhaseLock, log: FilteringBoundLogger, *, final
 
     Behind a transaction pooler the unlock cannot reach the backend that took the lock, and the pooler keeps that
     server connection (and the lock with it) for up to its server_lifetime: every replica would wait for it. Only an
-    idle backend that still holds the lock is ended (idle for half a second, so the pooler is not handing it out right
-    now), so no other client's statement is cut off.
+    idle backend that still holds the lock is ended, so no other client's statement is cut off.
     """
     try:
         ended = await lock.conn.fetchval(
             "SELECT pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a "
             f"WHERE a.pid OPERATOR(pg_catalog.=) {lock.backend_pid:d} AND a.state OPERATOR(pg_catalog.=) 'idle' "
-            # Idle for a while, not just now: a pooler hands out the server connection it got back last first, and
-            # ending one the pooler is handing to another client right now would cut that client off.
-            "AND a.state_change OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() "
-            "OPERATOR(pg_catalog.-) interval '0.5 s' "
             "AND EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.pid OPERATOR(pg_catalog.=) a.pid "
             f"AND l.locktype OPERATOR(pg_catalog.=) 'advisory' AND {_THIS_DATABASE} "
             f"AND l.classid OPERATOR(pg_catalog.=) {CLASSID:d} AND l.objid OPERATOR(pg_catalog.=) {lock.objid:d} "
