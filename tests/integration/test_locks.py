@@ -117,9 +117,12 @@ async def test_lost_connection_stops_the_phase(db: Database, conn: asyncpg.Conne
 
 
 async def test_lock_released_under_the_phase_is_reported(db: Database, layout: Layout):
-    """If the lock is found released when the phase ends (here a migration released it), the run fails with
-    exit 2 (LOCK_NOT_HELD) and says the work may have run unprotected."""
-    layout.add("pre", "001.sql", "SELECT pg_advisory_unlock_all();")
+    """If the lock is found released when the phase ends (here a migration released it by its number;
+    `pg_advisory_unlock_all()` is refused before the phase runs), the run fails with exit 2 (LOCK_NOT_HELD) and says
+    the work may have run unprotected."""
+    from supervisor.lock import CLASSID
+
+    layout.add("pre", "001.sql", f"SELECT pg_advisory_unlock({CLASSID}, 1);")
     layout.add("pre", "002.sql", "CREATE TABLE t (id int);")
     r = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert r.code == 2

@@ -106,8 +106,12 @@ async def test_transaction_pooling_never_applies_twice_or_unlocked(
     no file ran twice; every file that ran did so on the backend that held the lock, and is recorded exactly once."""
     await _arrange(conn, layout)
     results = await _replicas(_via(db, transaction_pool, SUPERVISOR_LOCK_TIMEOUT="60"), layout, phases=PHASES)
-    odd = [r for r in results if r[0] not in (0, 2)]
+    # Exit 3 is allowed only as a connection the pooler closed: a refused replica ends the idle pooled server
+    # connection that keeps its lock (else every replica would wait for it), and the pooler may be handing that
+    # connection to another replica at that instant. Nothing is applied twice or unlocked either way (below).
+    odd = [r for r in results if r[0] not in (0, 2) and not (r[0] == 3 and r[1] == "CONNECTION_LOST")]
     assert not odd, odd
+    assert any(code == 2 for code, _, _ in results) or all(code == 0 for code, _, _ in results), results
     for code, error_code, error in results:
         if code == 2:
             assert error_code == "TRANSACTION_POOLER", error
