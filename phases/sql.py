@@ -25,7 +25,7 @@ import anyio
 import asyncpg
 
 from phases.base import PhaseContext, Step
-from phases.sql_batch import CREATE_PROGRESS, PROGRESS, Batch, batches
+from phases.sql_batch import CREATE_PROGRESS, FILE_STARTED_US, PROGRESS, Batch, batches
 from phases.sql_errors import half_applied_message, sql_error_message
 from supervisor import inflight
 from supervisor.db import is_connection_loss, lost_connection, session_reset_sql, transaction_pooler
@@ -224,7 +224,10 @@ class SqlPhase:
         self, ctx: PhaseContext, run: list[tuple[SqlFile, list[Statement]]]
     ) -> AsyncIterator[tuple[Step, dict[str, Any]]]:
         ledger = Ledger(ctx.conn, self.tracking_table)
-        batch = Batch(run, lambda f: ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock))
+        batch = Batch(
+            run,
+            lambda f: ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock, FILE_STARTED_US),
+        )
         stats = {f.name: len(stmts) for f, stmts in run}
         try:
             await ctx.conn.execute(batch.sql)
@@ -355,6 +358,10 @@ class SqlPhase:
             "phase": self.name,
             "folder": str(self.folder),
             "applied": [f.name for f in mine if f.name in rows and rows[f.name].status == APPLIED],
+            # who applied each file, when, and how long it took (legacy rows know only when)
+            "applied_files": [
+                rows[f.name].history() for f in mine if f.name in rows and rows[f.name].status == APPLIED
+            ],
             "pending": [f.name for f in mine if f.name not in rows],
             "changed": [
                 f.name

@@ -30,7 +30,20 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
                     else item
                 )
                 details.append(f"  {c:<13} {p['phase']:<12} {name}")
-    out = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "") + "\n"
+    history = [
+        f"  {p['phase']:<12} {h['file']:<40} {h['applied_at'] or '?':<33} {h['applied_by'] or '?':<24} "
+        + (f"{h['duration_ms']} ms" if h["duration_ms"] is not None else "?")
+        for p in report["phases"]
+        for h in p.get("applied_files", [])
+    ]
+    if history:
+        history.insert(
+            0, f"  {'PHASE':<12} {'APPLIED FILE':<40} {'APPLIED AT':<33} {'APPLIED BY':<24} DURATION"
+        )
+    out = "\n".join(lines)
+    for block in (details, history):
+        out += "\n\n" + "\n".join(block) if block else ""
+    out += "\n"
     sys.stdout.write(out)
 
 
