@@ -21,9 +21,11 @@ from supervisor.sqlfile import SqlFile, Statement
 __all__ = ["FILE_STARTED_US", "MAX_CHARS", "MAX_FILES", "PROGRESS", "Batch", "Failure"]
 
 PROGRESS = "pg_temp.supervisor_progress"
+# Not IF NOT EXISTS: its "already exists, skipping" NOTICE would reach the log; the second SQL phase on the same
+# connection gets 42P07 instead (both are made in one message, so both or neither exist).
 CREATE_PROGRESS = (
-    "CREATE TEMP SEQUENCE IF NOT EXISTS supervisor_progress MINVALUE 0 START 0; "
-    "CREATE TEMP SEQUENCE IF NOT EXISTS supervisor_file_start MINVALUE 0 START 0"
+    "CREATE TEMP SEQUENCE supervisor_progress MINVALUE 0 START 0; "
+    "CREATE TEMP SEQUENCE supervisor_file_start MINVALUE 0 START 0"
 )
 # When the current file of a batch started, in microseconds since the epoch: `now()` is the start of the whole
 # message, and a transaction-local setting would not survive the session reset before the tracking row (RESET ALL).

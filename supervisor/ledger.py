@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from supervisor.db import application_name, session_reset_sql
+from supervisor.db import QUIET, application_name, session_reset_sql
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
 from supervisor.tablename import quote_table
 from supervisor.tables import ABSENT, CURRENT, LEGACY, Relation, foreign_table_error, inspect, ledger_shape
@@ -144,6 +144,7 @@ class Ledger:
     async def _create_or_upgrade(self) -> None:
         schema = self.name.split(".")[0] if "." in self.name else None
         async with self.conn.transaction():
+            await self.conn.execute(QUIET)
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
             # Decide again under the lock, from the catalog: another replica may have created or upgraded it, and
             # a table that is not ours must be refused before the first ALTER.

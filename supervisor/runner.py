@@ -28,9 +28,13 @@ def _ms(t0: float) -> int:
 
 
 def _forward_notices(log: FilteringBoundLogger) -> Any:
-    # RAISE NOTICE from migrations (e.g. "positions: plain table, TimescaleDB not available") reaches the logs.
+    # RAISE NOTICE from migrations (e.g. "positions: plain table, TimescaleDB not available") reaches the logs; a
+    # WARNING (a RAISE WARNING, a "there is no transaction in progress") at warning level. The supervisor's own SQL
+    # sends none: it keeps its DDL quiet (supervisor.db.QUIET).
     def listener(_conn: asyncpg.Connection, msg: asyncpg.PostgresLogMessage) -> None:
-        log.info("db.notice", severity=getattr(msg, "severity", "NOTICE"), message=msg.message)
+        severity = getattr(msg, "severity_en", None) or getattr(msg, "severity", None) or "NOTICE"
+        emit = log.warning if severity == "WARNING" else log.info
+        emit("db.notice", severity=severity, message=msg.message)
 
     return listener
 

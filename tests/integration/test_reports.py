@@ -5,10 +5,16 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+from pathlib import Path
 
 import asyncpg
+import structlog
+from structlog.testing import capture_logs
 
-from tests.conftest import Database, Layout, finish, start_supervisor, supervise
+from phases.registry import build_phases
+from supervisor.runner import run_phases
+from supervisor.settings import Settings
+from tests.conftest import STANDIN, Database, Layout, finish, start_supervisor, supervise
 
 PRE = ("migrate", "--only", "pre-schema")
 
@@ -53,3 +59,57 @@ async def test_status_shows_who_applied_each_file_and_when(db: Database, layout:
     assert table.code == 0, table.stderr
     line = next(ln for ln in table.stdout.splitlines() if "001_a.sql" in ln)
     assert by in line and entry["applied_at"] in line and f"{entry['duration_ms']} ms" in line
+
+
+async def test_pid1_loop_honours_log_format_and_knows_whether_directus_started(
+    layout: Layout, tmp_path: Path
+):
+    """`--log-format json` reaches the resident loop's own lines (the variable says console); a Directus command
+    that cannot be exec'd ends the worker before Directus runs, which is `supervisor.worker_exited`, not
+    `directus.exited`; a Directus that ran and exited is `directus.exited`."""
+    env = {"SUPERVISOR_LOG_FORMAT": "console", "PATH": "/usr/bin:/bin", "STANDIN_LOG": str(tmp_path / "log")}
+    missing = await supervise(
+        "run", "--only", "start", "--log-format", "json",
+        env={**env, "SUPERVISOR_DIRECTUS_CMD": str(tmp_path / "no-such-directus")}, cwd=layout.root,
+    )  # fmt: skip
+    assert missing.code == 2, missing.stderr
+    assert missing.events("directus.exited") == []
+    [exited] = missing.events(
+        "supervisor.worker_exited"
+    )  # a JSON line from the parent: the flag was honoured
+    assert exited["exit_code"] == 2 and exited["directus_started"] is False
+
+    ran = await supervise(
+        "run", "--only", "start", "--log-format", "json",
+        env={**env, "SUPERVISOR_DIRECTUS_CMD": STANDIN, "STANDIN_EXIT_NOW": "7"}, cwd=layout.root,
+    )  # fmt: skip
+    assert ran.code == 7, ran.stderr
+    assert ran.events("directus.exited")[0]["exit_code"] == 7 and ran.events("supervisor.worker_exited") == []
+
+
+async def test_own_notices_stay_out_of_the_log_and_warnings_log_at_warning(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
+    """Both SQL phases in one process, the tracking table's schema already there: the supervisor's own
+    "already exists, skipping" NOTICEs are not logged; the files' NOTICE is (info) and their WARNING is (warning)."""
+    await conn.execute("CREATE SCHEMA ledgers")
+    layout.add(
+        "pre",
+        "001.sql",
+        "CREATE TABLE IF NOT EXISTS mine (id int); CREATE TABLE IF NOT EXISTS mine (id int);",
+    )
+    layout.add("post", "101.sql", "DO $$ BEGIN RAISE WARNING 'careful: %', 42; END $$;")
+    env = db.env(
+        SUPERVISOR_DB_INIT_DIR=str(layout.pre),
+        SUPERVISOR_DB_INIT_POST_DIR=str(layout.post),
+        SUPERVISOR_TRACKING_TABLE="ledgers.applied",
+    )
+    settings = Settings.load(env, {}, need_db=True)
+    phases = build_phases(settings)
+    with capture_logs() as logs:
+        await run_phases(settings, [phases["pre-schema"], phases["post-schema"]], structlog.get_logger())
+    notices = [(e["log_level"], e["message"]) for e in logs if e["event"] == "db.notice"]
+    assert notices == [
+        ("info", 'relation "mine" already exists, skipping'),
+        ("warning", "careful: 42"),
+    ], notices
