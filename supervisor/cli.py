@@ -124,13 +124,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TERMINATION_LOG_LIMIT = 4096  # bytes: Kubernetes keeps no more of a container's termination message
+
+
+def termination_message(err: SupervisorError) -> str:
+    """What `/dev/termination-log` gets: the whole reason (the changed files and their checksums, every destructive
+    item), redacted like the log lines, cut at a line end to fit Kubernetes' 4 KB with a note saying so."""
+    text = logsetup.redact_text(f"{err.error_code} (exit {err.code}): {err.message}").rstrip("\n") + "\n"
+    data = text.encode("utf-8")
+    if len(data) <= TERMINATION_LOG_LIMIT:
+        return text
+    note = "... [{} more bytes cut to fit the termination log; the container log has the whole message]\n"
+    room = TERMINATION_LOG_LIMIT - len(note.format(len(data)).encode("utf-8"))
+    head = data[:room].decode("utf-8", errors="ignore")
+    if head.rfind("\n") > room // 2:  # end on a whole line when that keeps most of the text
+        head = head[: head.rfind("\n") + 1]
+    else:
+        head += "\n"
+    return head + note.format(len(data) - len(head.encode("utf-8")))
+
+
 def _termination_log(err: SupervisorError) -> None:
-    # Kubernetes shows this file in `kubectl describe pod`: why an init container failed, in one line.
+    # Kubernetes shows this file in `kubectl describe pod`: why an init container failed.
     if os.access(TERMINATION_LOG, os.W_OK):
-        first = logsetup.redact_text(err.message.split("\n", 1)[0])  # the same redaction as the log lines
         try:
             with open(TERMINATION_LOG, "w", encoding="utf-8") as f:
-                f.write(f"{err.error_code} (exit {err.code}): {first}"[:4000] + "\n")
+                f.write(termination_message(err))
         except OSError:
             pass
 

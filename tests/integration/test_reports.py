@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import socket
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +16,7 @@ from structlog.testing import capture_logs
 from phases.registry import build_phases
 from supervisor.runner import run_phases
 from supervisor.settings import Settings
-from tests.conftest import STANDIN, Database, Layout, finish, start_supervisor, supervise
+from tests.conftest import ROOT, STANDIN, Database, Layout, finish, start_supervisor, supervise
 
 PRE = ("migrate", "--only", "pre-schema")
 
@@ -113,3 +115,29 @@ async def test_own_notices_stay_out_of_the_log_and_warnings_log_at_warning(
         ("info", 'relation "mine" already exists, skipping'),
         ("warning", "careful: 42"),
     ], notices
+
+
+async def test_termination_log_names_the_changed_file_and_its_checksums(
+    db: Database, layout: Layout, tmp_path: Path
+):
+    """A checksum refusal writes the file and both checksums to the termination log, not only the first line."""
+    env = db.env(SUPERVISOR_DB_INIT_DIR=str(layout.pre), SUPERVISOR_DB_INIT_POST_DIR=str(layout.post))
+    f = layout.add("pre", "001.sql", "SELECT 1;")
+    assert (await supervise(*PRE, env=env, cwd=layout.root)).code == 0
+    f.write_text("SELECT 2;")
+    term = tmp_path / "termination-log"
+    term.write_text("")
+    # The supervisor's command line in a process of its own, with the termination log moved into the test's folder.
+    script = (
+        f"import sys\nfrom supervisor import cli\ncli.TERMINATION_LOG = {str(term)!r}\nsys.exit(cli.main())"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, *PRE, env={**env, "PYTHONPATH": str(ROOT)}, cwd=layout.root,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    result = await finish(proc)
+    assert result.code == 5, result.stderr
+    text = term.read_text()
+    assert text.startswith("CHECKSUM_MISMATCH (exit 5): 1 applied file(s) changed")
+    assert f"{f}: applied as sha256:" in text and ", now sha256:" in text
+    assert "restore the file" in text
