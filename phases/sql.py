@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from phases.base import PhaseContext, Step
+from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
 from phases.sql_batch import CREATE_PROGRESS, FILE_STARTED_US, PROGRESS, Batch, batches
 from phases.sql_errors import half_applied_message, sql_error_message
 from supervisor import inflight
@@ -105,14 +105,19 @@ class SqlPhase:
             if applied_here and f.name < applied_here[-1]:
                 ctx.log.warning("migration.out_of_order", file=str(f.path), after=applied_here[-1])
         # Parse everything first: a syntax error in the last file stops the phase before the first is applied.
-        self._statements = {f.name: f.statements() for f in todo}
-        for f in todo:
-            self._refuse_transaction_control(f)
+        self._statements = self._parse(todo)
         return todo
 
-    def _refuse_transaction_control(self, f: SqlFile) -> None:
+    def _parse(self, todo: list[SqlFile]) -> dict[str, list[Statement]]:
+        """Statements of each pending file; a syntax error or refused transaction control raises (exit 4)."""
+        statements = {f.name: f.statements() for f in todo}
+        for f in todo:
+            self._refuse_transaction_control(f, statements[f.name])
+        return statements
+
+    def _refuse_transaction_control(self, f: SqlFile, statements: list[Statement]) -> None:
         """Refuse (exit 4) a file whose own BEGIN/COMMIT/... would break its transaction or its progress records."""
-        for tc in transaction_control(f, self._statements[f.name]):
+        for tc in transaction_control(f, statements):
             if tc.refused:
                 raise MigrationFailed(
                     f"{f.path}:{location(f.text, tc.offset)}: {tc.message}\n{snippet(f.text, tc.offset)}\n"
@@ -350,10 +355,33 @@ class SqlPhase:
         return MigrationFailed(sql_error_message(f, stmt, e, outcome, offset), error_code="SQL_ERROR")
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
-        """Applied, pending, changed, half-applied and orphaned files of this phase."""
+        """Applied, pending, changed, half-applied and orphaned files of this phase; with `deep` (`plan`), also the
+        verdict `migrate` would reach: the checks it makes before applying, run here without changing anything."""
+        if deep:
+            self.preflight()  # a missing folder or a non-UTF-8 file: migrate refuses it before connecting
         rows = await Ledger(conn, self.tracking_table).read() or {}
         mine = self.folders.files()[self.name]
         names = self.folders.by_name()
+        out = self._files_report(rows, mine, names)
+        if deep:
+            out["check"] = self._check(rows, [f for f in mine if f.name not in rows])
+        return out
+
+    def _check(self, rows: dict[str, Row], todo: list[SqlFile]) -> dict[str, Any]:
+        """What `pending` would make of this: the same refusals (changed, half-applied: 5; syntax, transaction
+        control: 4), else whether anything would be applied."""
+        try:
+            self._validate(rows)
+            self._parse(todo)
+        except (IntegrityRefusal, MigrationFailed) as e:
+            return check_verdict(e.code, e.error_code, e.message)
+        if todo:
+            return check_verdict(PENDING_EXIT, "PENDING", f"{len(todo)} file(s) to apply")
+        return check_verdict(0, None, "nothing to apply")
+
+    def _files_report(
+        self, rows: dict[str, Row], mine: list[SqlFile], names: dict[str, SqlFile]
+    ) -> dict[str, Any]:
         return {
             "phase": self.name,
             "folder": str(self.folder),

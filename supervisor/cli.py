@@ -70,7 +70,8 @@ DB_DATABASE, DB_USER, DB_PASSWORD, or DB_CONNECTION_STRING; DB_SSL__*; DB_SEARCH
 Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration; 3 database unreachable, login
 rejected, or connection lost (a running Directus step is stopped); 4 migration failed (rolled back); 5 integrity refusal (changed file, same name in both folders,
 half-applied file); 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed or timed out; run: Directus's own status, or
-128+N when signal N ended it.
+128+N when signal N ended it. plan --check: 0 nothing to apply, 9 migrate would apply something, else the code
+migrate would refuse with.
 """
 
 
@@ -121,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = verbs.add_parser(verb, parents=[common], help=text, description=text)
         p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+        if verb == "plan":
+            p.add_argument(
+                "--check",
+                action="store_true",
+                help="for CI: exit 0 when migrate would do nothing, 9 when it would apply something, and the "
+                "refusal's own code (2, 4, 5, 7, 8, ...) when it would refuse; --force plans as migrate --force",
+            )
     return parser
 
 
@@ -208,7 +216,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settings, log: Any) -> int:
     from phases.registry import build_phases
-    from supervisor.report import print_plan, print_status
+    from supervisor.report import plan_check, print_plan, print_status
     from supervisor.runner import collect_status, run_phases
 
     phases = build_phases(settings)
@@ -225,8 +233,16 @@ async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settin
         exec_directus(settings, log, outcomes=outcomes)
     if args.verb in ("status", "plan"):
         report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
+        code = 0
+        if getattr(args, "check", False):
+            report["check"] = plan_check(report)
+            code = report["check"]["exit_code"]
+            log.info(
+                "plan.checked",
+                **{k: v.split("\n", 1)[0] if isinstance(v, str) else v for k, v in report["check"].items()},
+            )
         (print_plan if args.verb == "plan" else print_status)(report, as_json=args.json)
-        return 0
+        return code
     from supervisor.lint import lint
 
     findings = lint(settings)

@@ -12,7 +12,7 @@ import asyncpg
 from structlog.contextvars import bound_contextvars
 from structlog.typing import FilteringBoundLogger
 
-from phases.base import Outcome, Phase, PhaseContext
+from phases.base import Outcome, Phase, PhaseContext, check_verdict
 from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
 from supervisor.ledger import Ledger
@@ -98,4 +98,7 @@ async def _report(phase: Phase, conn: asyncpg.Connection, deep: bool) -> dict[st
     try:
         return await phase.report(conn, deep=deep)
     except SupervisorError as e:
-        return {"phase": phase.name, "error": e.message.split("\n", 1)[0]}
+        out: dict[str, Any] = {"phase": phase.name, "error": e.message.split("\n", 1)[0]}
+        if deep:  # `plan --check`: migrate would stop here with the same error
+            out["check"] = check_verdict(e.code, e.error_code, e.message)
+        return out

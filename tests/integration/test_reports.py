@@ -141,3 +141,107 @@ async def test_termination_log_names_the_changed_file_and_its_checksums(
     assert text.startswith("CHECKSUM_MISMATCH (exit 5): 1 applied file(s) changed")
     assert f"{f}: applied as sha256:" in text and ", now sha256:" in text
     assert "restore the file" in text
+
+
+FAKE = f"{sys.executable} {ROOT / 'tests' / 'fake_directus.py'}"
+SNAPSHOT = "version: 1\ndirectus: 12.4.0\nvendor: postgres\ncollections: []\nfields: []\nsystemFields: []\nrelations: []\n"
+NO_CHANGES = "[12:00:00.000] INFO: No changes to apply.\n"
+DELETES = "[12:00:00.000] INFO: Extensions loaded\nThe following changes will be applied:\n\nCollections:\n  - Delete legacy\n"
+
+
+async def _everything(conn: asyncpg.Connection) -> list[object]:
+    """What a `plan` must leave as it found it: the tracking rows and state, and the tables of the schema."""
+    tables = await conn.fetch(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN "
+        "('pg_catalog', 'information_schema') ORDER BY 1, 2"
+    )
+    out: list[object] = [tuple(t) for t in tables]
+    for table in ("migrations_applied", "supervisor_state"):
+        if await conn.fetchval("SELECT to_regclass($1)", table):
+            out += [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY 1")]
+    return out
+
+
+async def test_plan_check_exits_as_migrate_would_and_changes_nothing(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+):
+    """`plan --check`: 9 while anything is pending, 0 after `migrate`; the refusal's own code (and error_code) for
+    each refusal `migrate` makes before applying (transaction control and syntax: 4, changed and half-applied files:
+    5, a destructive or misfitting snapshot: 7), the same code `migrate` then exits with; a refusal wins over
+    pending work; `plan --force` plans what `migrate --force` does; and no `plan` changes anything."""
+    await conn.execute(
+        "CREATE TABLE directus_collections (collection text PRIMARY KEY);"
+        "CREATE TABLE directus_migrations (version text PRIMARY KEY);"
+        "INSERT INTO directus_migrations VALUES ('20240101A')"
+    )
+    (layout.root / "snapshots").mkdir()
+    snapshot = layout.root / "snapshots" / "schema.yaml"
+    snapshot.write_text(SNAPSHOT)
+    dry = tmp_path / "dry-run.txt"
+    dry.write_text(NO_CHANGES)
+    env = db.env(SUPERVISOR_DIRECTUS_CMD=FAKE, FAKE_DRY_RUN=str(dry))
+    applied = layout.add("pre", "001.sql", "CREATE TABLE one (id int);")
+    layout.add("post", "101.sql", "CREATE TABLE two (id int);")
+
+    async def check(*extra: str) -> tuple[int, dict[str, object]]:
+        before = await _everything(conn)
+        r = await supervise("plan", "--check", "--json", *extra, env=env, cwd=layout.root)
+        assert await _everything(conn) == before, "plan changed the database"
+        return r.code, json.loads(r.stdout)["check"]
+
+    code, verdict = await check()
+    assert (code, verdict["error_code"]) == (9, "PENDING"), verdict
+    text = await supervise("plan", "--check", env=env, cwd=layout.root)
+    assert text.code == 9 and "check: exit 9: migrate would apply something" in text.stdout
+
+    assert (await supervise("migrate", env=env, cwd=layout.root)).code == 0
+    assert (await check())[0] == 0
+
+    # --force: migrate --force re-runs schema-apply and bootstrap, so plan --force says it would do something.
+    code, verdict = await check("--force")
+    assert code == 9 and "forced (SUPERVISOR_FORCE)" in str(verdict["reason"]), verdict
+    forced = await supervise("migrate", "--force", env=env, cwd=layout.root)
+    assert forced.code == 0 and {e["phase"] for e in forced.events("step.applied")} == {
+        "schema-apply",
+        "bootstrap",
+    }
+
+    refusals = [
+        ("pre", "002_commit.sql", "CREATE TABLE t2 (id int);\nCOMMIT;", 4, "TRANSACTION_CONTROL"),
+        ("post", "102_syntax.sql", "CREATE TABLE t3 (id int;", 4, "SQL_SYNTAX"),
+    ]
+    for folder, name, sql, want, error_code in refusals:
+        path = layout.add(folder, name, sql)
+        code, verdict = await check()
+        assert (code, verdict["error_code"]) == (want, error_code), verdict
+        assert name in str(verdict["reason"])
+        assert (await supervise("migrate", env=env, cwd=layout.root)).code == want
+        path.unlink()
+
+    applied.write_text("CREATE TABLE one (id bigint);")
+    layout.add("pre", "003_new.sql", "SELECT 1;")  # pending work does not hide the refusal
+    code, verdict = await check()
+    assert (code, verdict["error_code"], verdict["phase"]) == (5, "CHECKSUM_MISMATCH", "pre-schema"), verdict
+    assert "001.sql: applied as sha256:" in str(verdict["reason"])
+    assert (await supervise("migrate", env=env, cwd=layout.root)).code == 5
+    applied.write_text("CREATE TABLE one (id int);")
+    (layout.pre / "003_new.sql").unlink()
+
+    await conn.execute("UPDATE migrations_applied SET status = 'running' WHERE filename = '101.sql'")
+    code, verdict = await check()
+    assert (code, verdict["error_code"]) == (5, "HALF_APPLIED"), verdict
+    await conn.execute("UPDATE migrations_applied SET status = 'applied' WHERE filename = '101.sql'")
+
+    snapshot.write_text(SNAPSHOT + "# changed\n")
+    dry.write_text(DELETES)
+    code, verdict = await check()
+    assert (code, verdict["error_code"]) == (7, "SCHEMA_DESTRUCTIVE"), verdict
+    assert "Delete collection legacy" in str(verdict["reason"])
+    assert (await supervise("migrate", env=env, cwd=layout.root)).code == 7
+    allowed = await supervise("plan", "--check", "--allow-destructive-schema", env=env, cwd=layout.root)
+    assert allowed.code == 9, allowed.stdout
+
+    snapshot.write_text(SNAPSHOT.replace("directus: 12.4.0", "directus: 10.1.0"))
+    code, verdict = await check()
+    assert code == 7 and verdict["phase"] == "schema-apply", verdict
+    assert (await supervise("migrate", env=env, cwd=layout.root)).code == 7
