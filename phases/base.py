@@ -72,4 +72,5 @@ class Phase(Protocol):
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
         """Read-only state for `status`, or with `deep` for `plan` (may ask Directus for a dry-run); takes no lock
-        and changes nothing."""
+        and changes nothing. A deep report carries `check` (`check_verdict`): what `migrate` would make of this
+        phase now, for `plan --check`."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from phases.base import check_verdict
 from supervisor import log as logsetup
 from supervisor.cli import TERMINATION_LOG_LIMIT, termination_message
 from supervisor.errors import IntegrityRefusal, SchemaRefusal
+from supervisor.report import plan_check
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +67,20 @@ def test_long_secrets_are_still_redacted_anywhere():
     """Four characters and more: replaced wherever they appear, as before."""
     logsetup.add_secrets(["s3cr3t-value"])
     assert logsetup.redact_text("x s3cr3t-valuey") == "x ***y"
+
+
+def test_plan_check_reports_the_first_refusal_over_any_pending_work():
+    """`migrate` stops at the first refusal in phase order, even after applying earlier phases' files: that
+    refusal's code is the verdict; without one, pending work is 9; else 0."""
+    pending = {"phase": "pre-schema", "check": check_verdict(9, "PENDING", "2 file(s) to apply")}
+    schema = {"phase": "schema-apply", "check": check_verdict(7, "SCHEMA_DESTRUCTIVE", "drops")}
+    post = {"phase": "post-schema", "check": check_verdict(4, "SQL_SYNTAX", "syntax")}
+    done = {"phase": "bootstrap", "check": check_verdict(0, None, "nothing to do")}
+    verdict = plan_check({"phases": [pending, schema, post, done]})
+    assert (verdict["exit_code"], verdict["error_code"], verdict["phase"]) == (
+        7,
+        "SCHEMA_DESTRUCTIVE",
+        "schema-apply",
+    )
+    assert plan_check({"phases": [pending, done]})["exit_code"] == 9
+    assert plan_check({"phases": [done]})["exit_code"] == 0
