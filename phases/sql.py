@@ -213,9 +213,9 @@ class SqlPhase:
     async def _progress_counter(self, ctx: PhaseContext) -> bool:
         """Create the session's statement counter for batches; without the TEMP privilege, do without batching."""
         try:
-            await ctx.conn.execute(CREATE_PROGRESS)
-            # A file's SET ROLE must not stop the markers between its statements from counting.
-            await ctx.conn.execute(f"GRANT UPDATE ON SEQUENCE {PROGRESS} TO PUBLIC")
+            # A file's SET ROLE must not stop the markers between its statements from counting. One message, so
+            # behind a transaction pooler the GRANT cannot land on another backend (3F000, no pg_temp there).
+            await ctx.conn.execute(f"{CREATE_PROGRESS}; GRANT UPDATE ON SEQUENCE {PROGRESS} TO PUBLIC")
         except asyncpg.DuplicateTableError:
             pass  # the other SQL phase made it on this connection
         except asyncpg.InsufficientPrivilegeError:
@@ -480,9 +480,9 @@ async def _counter(conn: asyncpg.Connection) -> tuple[int, int] | None:
 
 def _counter_missing(e: asyncpg.PostgresError) -> bool:
     # 3F000: `pg_temp` itself is missing on a backend where this session never created anything temporary.
-    return (e.sqlstate == "42P01" and "supervisor_progress" in str(e)) or (
-        e.sqlstate == "3F000" and "pg_temp" in str(e)
-    )
+    return (
+        e.sqlstate == "42P01" and ("supervisor_progress" in str(e) or "supervisor_file_start" in str(e))
+    ) or (e.sqlstate == "3F000" and "pg_temp" in str(e))
 
 
 async def _rollback(conn: asyncpg.Connection) -> None:
