@@ -16,7 +16,15 @@ from structlog.typing import FilteringBoundLogger
 from supervisor.lock import PhaseLock
 from supervisor.settings import Settings
 
-__all__ = ["Outcome", "Phase", "PhaseContext", "Step"]
+__all__ = ["PENDING_EXIT", "Outcome", "Phase", "PhaseContext", "Step", "check_verdict"]
+
+
+PENDING_EXIT = 9  # `plan --check`: `migrate` would apply something
+
+
+def check_verdict(exit_code: int, error_code: str | None, reason: str) -> dict[str, Any]:
+    """A phase's answer for `plan --check`: 0 nothing to do, 9 something to apply, else the refusal's own code."""
+    return {"exit_code": exit_code, "error_code": error_code, "reason": reason}
 
 
 class Outcome(enum.Enum):
@@ -64,4 +72,5 @@ class Phase(Protocol):
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
         """Read-only state for `status`, or with `deep` for `plan` (may ask Directus for a dry-run); takes no lock
-        and changes nothing."""
+        and changes nothing. A deep report carries `check` (`check_verdict`): what `migrate` would make of this
+        phase now, for `plan --check`."""

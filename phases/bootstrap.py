@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from phases.base import PhaseContext, Step
+from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
 from supervisor.directus import directus_version, run_cli
 from supervisor.errors import ConfigError, DirectusStepFailed
 from supervisor.lock import advisory_lock
@@ -172,9 +172,19 @@ class BootstrapPhase:
         state = StateTable(conn, self.install.settings.tracking_table)
         version = await self.install.version(get_logger())
         done = await state.get("bootstrap")
-        return {
+        reason = await bootstrap_reason(conn, state, version)
+        if reason is None and self.install.settings.force:
+            reason = "forced (SUPERVISOR_FORCE)"  # as `pending` decides
+        out: dict[str, Any] = {
             "phase": self.name,
             "directus_version": version,
             "bootstrapped_version": done.directus_version if done else None,
-            "would_run": await bootstrap_reason(conn, state, version),
+            "would_run": reason,
         }
+        if deep:
+            out["check"] = (
+                check_verdict(PENDING_EXIT, "PENDING", f"runs: {reason}")
+                if reason
+                else check_verdict(0, None, "nothing to do")
+            )
+        return out

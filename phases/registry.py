@@ -21,10 +21,22 @@ def build_phases(settings: Settings) -> dict[str, Phase]:
     table = settings.tracking_table
     install = DirectusInstall(settings)
     return {
-        "pre-schema": SqlPhase("pre-schema", settings.db_init_dir, "SUPERVISOR_DB_INIT_DIR", folders, table),
+        "pre-schema": SqlPhase(
+            "pre-schema",
+            settings.db_init_dir,
+            "SUPERVISOR_DB_INIT_DIR",
+            folders,
+            table,
+            settings.out_of_order,
+        ),
         "schema-apply": SchemaPhase(settings, install),
         "post-schema": SqlPhase(
-            "post-schema", settings.db_init_post_dir, "SUPERVISOR_DB_INIT_POST_DIR", folders, table
+            "post-schema",
+            settings.db_init_post_dir,
+            "SUPERVISOR_DB_INIT_POST_DIR",
+            folders,
+            table,
+            settings.out_of_order,
         ),
         "bootstrap": BootstrapPhase(install),
     }

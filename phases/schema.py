@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from phases.base import PhaseContext, Step
+from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
 from phases.bootstrap import NOT_INSTALLED, DirectusInstall, NamedStep, ensure_bootstrapped
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal, SupervisorError
@@ -224,15 +224,20 @@ class SchemaPhase:
             "state": "up to date" if reason is None else "pending",
             "would_run": reason,
         }
-        if deep and reason is not None:
+        if deep and reason is None:
+            out["check"] = check_verdict(0, None, "up to date")
+        elif deep:
+            out["check"] = check_verdict(PENDING_EXIT, "PENDING", f"runs: {reason}")
+            # the dry-run and the guard; its `check` replaces the one above where migrate would refuse
             out.update(await self._plan(conn, version, log))
         return out
 
     async def _plan(self, conn: asyncpg.Connection, version: str, log: Any) -> dict[str, Any]:
+        """The dry-run diff and what the guard would make of it; `check` set when `migrate` would refuse."""
         try:
             check_fit(self.snapshot, version, force=self.settings.force)
         except SchemaRefusal as e:
-            return {"refusal": e.message}
+            return {"refusal": e.message, "check": check_verdict(e.code, e.error_code, e.message)}
         if not await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL"):
             return {"diff": None, "note": "Directus is not installed yet: bootstrap runs first, then every "
                     "collection of the snapshot is created"}  # fmt: skip
@@ -246,7 +251,12 @@ class SchemaPhase:
             for c in diff.changes
         ]
         refused = bool(diff.destructive) and not self.settings.allow_destructive_schema
-        return {"diff": changes, "refused": refused}
+        out: dict[str, Any] = {"diff": changes, "refused": refused}
+        if refused:
+            out["check"] = check_verdict(
+                SchemaRefusal.exit_code, "SCHEMA_DESTRUCTIVE", await self._refusal(conn, diff.destructive)
+            )
+        return out
 
 
 async def _rows_at_risk(conn: asyncpg.Connection, change: Change) -> str:

@@ -24,8 +24,8 @@ from typing import Any
 import anyio
 import asyncpg
 
-from phases.base import PhaseContext, Step
-from phases.sql_batch import CREATE_PROGRESS, PROGRESS, Batch, batches
+from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
+from phases.sql_batch import CREATE_PROGRESS, FILE_STARTED_US, PROGRESS, Batch, batches
 from phases.sql_errors import half_applied_message, sql_error_message
 from supervisor import inflight
 from supervisor.db import is_connection_loss, lost_connection, session_reset_sql, transaction_pooler
@@ -73,9 +73,16 @@ class SqlPhase:
     """Applies the pending `*.sql` files of one folder in byte-wise lexical order."""
 
     def __init__(
-        self, name: str, folder: Path, variable: str, folders: SqlFolders, tracking_table: str
+        self,
+        name: str,
+        folder: Path,
+        variable: str,
+        folders: SqlFolders,
+        tracking_table: str,
+        out_of_order: str = "warn",
     ) -> None:
         self.name = name
+        self.out_of_order = out_of_order  # SUPERVISOR_OUT_OF_ORDER: warn | refuse
         self.lock_id = 1 if name == "pre-schema" else 3
         self.folder = folder
         self.variable = variable
@@ -102,18 +109,16 @@ class SqlPhase:
         if upgraded:
             ctx.log.info("ledger.checksums_upgraded", files=upgraded, to="sha256 of the normalised text")
         todo = [f for f in mine if f.name not in rows]
-        self._check_order(rows, ctx)
+        self._check_order(rows, ctx.log)
         # Parse everything first: a syntax error in the last file stops the phase before the first is applied.
-        self._statements = {f.name: f.statements() for f in todo}
-        for f in todo:
-            self._refuse_transaction_control(f)
+        self._statements = self._parse(todo)
         return todo
 
-    def _check_order(self, rows: dict[str, Row], ctx: PhaseContext) -> None:
+    def _check_order(self, rows: dict[str, Row], log: Any | None) -> None:
         """New files that sort before an applied file of their folder: a warning for this phase's files, or, with
         SUPERVISOR_OUT_OF_ORDER=refuse, exit 5 for either folder's, before this phase applies anything (so the first
         SQL phase of a run refuses before any file runs)."""
-        refuse = ctx.settings.out_of_order == "refuse"
+        refuse = self.out_of_order == "refuse"
         for phase, files in self.folders.files().items():
             if phase != self.name and not refuse:
                 continue
@@ -130,11 +135,19 @@ class SqlPhase:
                         "SUPERVISOR_OUT_OF_ORDER=warn to apply it out of order. Nothing from this phase was applied.",
                         error_code="OUT_OF_ORDER",
                     )
-                ctx.log.warning("migration.out_of_order", file=str(f.path), before=before, after=applied[-1])
+                if log is not None:
+                    log.warning("migration.out_of_order", file=str(f.path), before=before, after=applied[-1])
 
-    def _refuse_transaction_control(self, f: SqlFile) -> None:
+    def _parse(self, todo: list[SqlFile]) -> dict[str, list[Statement]]:
+        """Statements of each pending file; a syntax error or refused transaction control raises (exit 4)."""
+        statements = {f.name: f.statements() for f in todo}
+        for f in todo:
+            self._refuse_transaction_control(f, statements[f.name])
+        return statements
+
+    def _refuse_transaction_control(self, f: SqlFile, statements: list[Statement]) -> None:
         """Refuse (exit 4) a file whose own BEGIN/COMMIT/... would break its transaction or its progress records."""
-        for tc in transaction_control(f, self._statements[f.name]):
+        for tc in transaction_control(f, statements):
             if tc.refused:
                 raise MigrationFailed(
                     f"{f.path}:{location(f.text, tc.offset)}: {tc.message}\n{snippet(f.text, tc.offset)}\n"
@@ -142,7 +155,7 @@ class SqlPhase:
                     "file ran); `python -m supervisor lint` reports every such statement.",
                     error_code="TRANSACTION_CONTROL",
                 )
-        for offset, why in session_leaks(self._statements[f.name]):
+        for offset, why in session_leaks(statements):
             raise MigrationFailed(
                 f"{f.path}:{location(f.text, offset)}: {why}\n{snippet(f.text, offset)}\n"
                 f"Nothing from the {self.name} phase was applied in this run (it was refused before its first file "
@@ -251,7 +264,10 @@ class SqlPhase:
         self, ctx: PhaseContext, run: list[tuple[SqlFile, list[Statement]]]
     ) -> AsyncIterator[tuple[Step, dict[str, Any]]]:
         ledger = Ledger(ctx.conn, self.tracking_table)
-        batch = Batch(run, lambda f: ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock))
+        batch = Batch(
+            run,
+            lambda f: ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock, FILE_STARTED_US),
+        )
         stats = {f.name: len(stmts) for f, stmts in run}
         try:
             await ctx.conn.execute(batch.sql)
@@ -377,15 +393,43 @@ class SqlPhase:
         return MigrationFailed(sql_error_message(f, stmt, e, outcome, offset), error_code="SQL_ERROR")
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
-        """Applied, pending, changed, half-applied and orphaned files of this phase."""
+        """Applied, pending, changed, half-applied and orphaned files of this phase; with `deep` (`plan`), also the
+        verdict `migrate` would reach: the checks it makes before applying, run here without changing anything."""
         require_folder(self.folder, self.variable)  # else every applied file would list as orphaned
+        if deep:
+            self.preflight()  # a non-UTF-8 file: migrate refuses it before connecting
         rows = await Ledger(conn, self.tracking_table).read() or {}
         mine = self.folders.files()[self.name]
         names = self.folders.by_name()
+        out = self._files_report(rows, mine, names)
+        if deep:
+            out["check"] = self._check(rows, [f for f in mine if f.name not in rows])
+        return out
+
+    def _check(self, rows: dict[str, Row], todo: list[SqlFile]) -> dict[str, Any]:
+        """What `pending` would make of this: the same refusals (changed, half-applied: 5; syntax, transaction
+        control: 4), else whether anything would be applied."""
+        try:
+            self._validate(rows)
+            self._check_order(rows, None)
+            self._parse(todo)
+        except (IntegrityRefusal, MigrationFailed) as e:
+            return check_verdict(e.code, e.error_code, e.message)
+        if todo:
+            return check_verdict(PENDING_EXIT, "PENDING", f"{len(todo)} file(s) to apply")
+        return check_verdict(0, None, "nothing to apply")
+
+    def _files_report(
+        self, rows: dict[str, Row], mine: list[SqlFile], names: dict[str, SqlFile]
+    ) -> dict[str, Any]:
         return {
             "phase": self.name,
             "folder": str(self.folder),
             "applied": [f.name for f in mine if f.name in rows and rows[f.name].status == APPLIED],
+            # who applied each file, when, and how long it took (legacy rows know only when)
+            "applied_files": [
+                rows[f.name].history() for f in mine if f.name in rows and rows[f.name].status == APPLIED
+            ],
             "pending": [f.name for f in mine if f.name not in rows],
             "changed": [
                 f.name
@@ -491,9 +535,9 @@ async def _counter(conn: asyncpg.Connection) -> tuple[int, int] | None:
 
 def _counter_missing(e: asyncpg.PostgresError) -> bool:
     # 3F000: `pg_temp` itself is missing on a backend where this session never created anything temporary.
-    return (e.sqlstate == "42P01" and "supervisor_progress" in str(e)) or (
-        e.sqlstate == "3F000" and "pg_temp" in str(e)
-    )
+    return (
+        e.sqlstate == "42P01" and ("supervisor_progress" in str(e) or "supervisor_file_start" in str(e))
+    ) or (e.sqlstate == "3F000" and "pg_temp" in str(e))
 
 
 async def _rollback(conn: asyncpg.Connection) -> None:

@@ -18,10 +18,24 @@ from dataclasses import dataclass
 
 from supervisor.sqlfile import SqlFile, Statement
 
-__all__ = ["MAX_CHARS", "MAX_FILES", "PROGRESS", "Batch", "Failure"]
+__all__ = ["FILE_STARTED_US", "MAX_CHARS", "MAX_FILES", "PROGRESS", "Batch", "Failure"]
 
 PROGRESS = "pg_temp.supervisor_progress"
-CREATE_PROGRESS = "CREATE TEMP SEQUENCE IF NOT EXISTS supervisor_progress MINVALUE 0 START 0"
+# Not IF NOT EXISTS: its "already exists, skipping" NOTICE would reach the log; the second SQL phase on the same
+# connection gets 42P07 instead (both are made in one message, so both or neither exist).
+CREATE_PROGRESS = (
+    "CREATE TEMP SEQUENCE supervisor_progress MINVALUE 0 START 0; "
+    "CREATE TEMP SEQUENCE supervisor_file_start MINVALUE 0 START 0"
+)
+# When the current file of a batch started, in microseconds since the epoch: `now()` is the start of the whole
+# message, and a transaction-local setting would not survive the session reset before the tracking row (RESET ALL).
+# A sequence is neither transactional nor a setting, and the tracking row reads it as the session user, its owner.
+FILE_START = "pg_temp.supervisor_file_start"
+FILE_STARTED_US = f"(SELECT last_value FROM {FILE_START})"
+_MARK_START = (
+    f"SELECT pg_catalog.setval('{FILE_START}', (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) "
+    "OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8);\n"
+)
 MAX_FILES = 200
 MAX_CHARS = 2_000_000
 
@@ -47,7 +61,7 @@ class Batch:
         self._owners: list[tuple[SqlFile | None, Statement | None]] = [(None, None)]
         self._numbered: list[tuple[SqlFile, Statement]] = []  # statement k+1 of the batch is _numbered[k]
         for f, stmts in files:
-            self._add("BEGIN;\n", f, None)
+            self._add("BEGIN;\n" + _MARK_START, f, None)
             for stmt in stmts:
                 self._numbered.append((f, stmt))
                 self._add(stmt.sql, f, stmt)

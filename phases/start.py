@@ -11,6 +11,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
+from supervisor import pid1
 from supervisor.settings import Settings
 from supervisor.signals import stop_if_signalled
 
@@ -31,10 +32,13 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())  # a stop from here on ends the worker by default: 128+N
+    pid1.note_exec(pid1.EXEC)
     try:
         os.execvp(argv[0], argv)  # noqa: S606 (argv is the configured Directus command)
     except OSError as e:
         from supervisor.errors import ConfigError
+
+        pid1.note_exec(pid1.FAILED)
 
         raise ConfigError(
             f"cannot start Directus with `{' '.join(argv)}`: {e.strerror}; check SUPERVISOR_DIRECTUS_CMD",

@@ -67,7 +67,7 @@ def main() -> int:
     if split:
         from supervisor.pid1 import fork_split
 
-        fork_split(_stop_timeout(argv))  # returns only in the worker
+        fork_split(_stop_timeout(argv), _flag(argv, "--log-format"))  # returns only in the worker
     from supervisor.cli import main as cli_main
 
     return cli_main(worker_argv)

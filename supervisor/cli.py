@@ -77,7 +77,8 @@ Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration (a tra
 Directus step is stopped); 4 migration failed (rolled back) or refused before running; 5 integrity refusal
 (changed file, same name in both folders, half-applied file, a file out of order under --out-of-order refuse);
 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed, timed out or printed a dry-run the supervisor cannot
-read; run: Directus's own status, or 128+N when signal N ended it.
+read; run: Directus's own status, or 128+N when signal N ended it. plan --check: 0 nothing to apply,
+9 migrate would apply something, else the code migrate would refuse with.
 """
 
 
@@ -128,16 +129,42 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = verbs.add_parser(verb, parents=[common], help=text, description=text)
         p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+        if verb == "plan":
+            p.add_argument(
+                "--check",
+                action="store_true",
+                help="for CI: exit 0 when migrate would do nothing, 9 when it would apply something, and the "
+                "refusal's own code (2, 4, 5, 7, 8, ...) when it would refuse; --force plans as migrate --force",
+            )
     return parser
 
 
+TERMINATION_LOG_LIMIT = 4096  # bytes: Kubernetes keeps no more of a container's termination message
+
+
+def termination_message(err: SupervisorError) -> str:
+    """What `/dev/termination-log` gets: the whole reason (the changed files and their checksums, every destructive
+    item), redacted like the log lines, cut at a line end to fit Kubernetes' 4 KB with a note saying so."""
+    text = logsetup.redact_text(f"{err.error_code} (exit {err.code}): {err.message}").rstrip("\n") + "\n"
+    data = text.encode("utf-8")
+    if len(data) <= TERMINATION_LOG_LIMIT:
+        return text
+    note = "... [{} more bytes cut to fit the termination log; the container log has the whole message]\n"
+    room = TERMINATION_LOG_LIMIT - len(note.format(len(data)).encode("utf-8"))
+    head = data[:room].decode("utf-8", errors="ignore")
+    if head.rfind("\n") > room // 2:  # end on a whole line when that keeps most of the text
+        head = head[: head.rfind("\n") + 1]
+    else:
+        head += "\n"
+    return head + note.format(len(data) - len(head.encode("utf-8")))
+
+
 def _termination_log(err: SupervisorError) -> None:
-    # Kubernetes shows this file in `kubectl describe pod`: why an init container failed, in one line.
+    # Kubernetes shows this file in `kubectl describe pod`: why an init container failed.
     if os.access(TERMINATION_LOG, os.W_OK):
-        first = logsetup.redact_text(err.message.split("\n", 1)[0])  # the same redaction as the log lines
         try:
             with open(TERMINATION_LOG, "w", encoding="utf-8") as f:
-                f.write(f"{err.error_code} (exit {err.code}): {first}"[:4000] + "\n")
+                f.write(termination_message(err))
         except OSError:
             pass
 
@@ -200,7 +227,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settings, log: Any) -> int:
     from phases.registry import build_phases
-    from supervisor.report import print_plan, print_status
+    from supervisor.report import plan_check, print_plan, print_status
     from supervisor.runner import collect_status, run_phases
 
     phases = build_phases(settings)
@@ -217,8 +244,16 @@ async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settin
         exec_directus(settings, log, outcomes=outcomes)
     if args.verb in ("status", "plan"):
         report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
+        code = 0
+        if getattr(args, "check", False):
+            report["check"] = plan_check(report)
+            code = report["check"]["exit_code"]
+            log.info(
+                "plan.checked",
+                **{k: v.split("\n", 1)[0] if isinstance(v, str) else v for k, v in report["check"].items()},
+            )
         (print_plan if args.verb == "plan" else print_status)(report, as_json=args.json)
-        return 0
+        return code
     from supervisor.lint import lint
 
     findings = lint(settings)

@@ -29,6 +29,7 @@ from supervisor.errors import ConfigError, DatabaseUnavailable
 from supervisor.settings import DbSettings
 
 __all__ = [
+    "QUIET",
     "application_name",
     "connect",
     "connection",
@@ -46,6 +47,11 @@ _CLOSE_TIMEOUT_S = 5.0
 # about idle + interval * count seconds instead of the kernel's two hours.
 _SERVER_SETTINGS = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3"}
 _CHECK_INTERVAL = "2s"  # client_connection_check_interval (PG >= 14): notice a dead client mid-statement
+
+
+# First statement of the supervisor's own DDL transactions: "schema ... already exists, skipping" and the like are
+# NOTICEs about our bookkeeping, not about the user's files, and stay out of the log (WARNINGs still come through).
+QUIET = "SET LOCAL client_min_messages TO warning"
 
 
 def application_name() -> str:

@@ -9,11 +9,13 @@ table is read as is, so `status` and `plan` can report on it without changing it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import anyio
 import asyncpg
 
-from supervisor.db import application_name, session_reset_sql
+from supervisor.db import QUIET, application_name, session_reset_sql
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
 from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
@@ -51,6 +53,11 @@ _OWN_TRANSACTION = (
 )
 
 
+# Microseconds since the epoch, as double precision on every server version (EXTRACT gives numeric from PG 14 on).
+_NOW_US = "(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000000)"
+_TRANSACTION_START_US = "(pg_catalog.date_part('epoch', pg_catalog.now()) OPERATOR(pg_catalog.*) 1000000)"
+
+
 def _applied_by() -> str:
     return application_name()  # host:pid, as the session shows in pg_stat_activity
 
@@ -65,6 +72,18 @@ class Row:
     status: str
     statements_done: int | None
     statements_total: int | None
+    applied_at: datetime | None = None
+    applied_by: str | None = None  # host:pid (None in a legacy table)
+    duration_ms: int | None = None
+
+    def history(self) -> dict[str, Any]:
+        """Who applied the file and when, for `status`."""
+        return {
+            "file": self.filename,
+            "applied_at": self.applied_at.isoformat() if self.applied_at else None,
+            "applied_by": self.applied_by,
+            "duration_ms": self.duration_ms,
+        }
 
 
 class Ledger:
@@ -106,12 +125,14 @@ class Ledger:
         if shape == ABSENT:
             return None
         if shape == LEGACY:
-            records = await self.conn.fetch(f"SELECT filename, checksum FROM {self.table}")
+            records = await self.conn.fetch(f"SELECT filename, checksum, applied_at FROM {self.table}")
             return {
-                r["filename"]: Row(r["filename"], r["checksum"], None, APPLIED, None, None) for r in records
+                r["filename"]: Row(r["filename"], r["checksum"], None, APPLIED, None, None, r["applied_at"])
+                for r in records
             }
         records = await self.conn.fetch(
-            f"SELECT filename, checksum, phase, status, statements_done, statements_total FROM {self.table}"
+            "SELECT filename, checksum, phase, status, statements_done, statements_total, applied_at, applied_by, "
+            f"duration_ms FROM {self.table}"
         )
         return {r["filename"]: Row(*r) for r in records}
 
@@ -133,6 +154,7 @@ class Ledger:
 
     async def _create_or_upgrade_in(self, schema: str | None) -> None:
         async with self.conn.transaction():
+            await self.conn.execute(QUIET)
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
             # Decide again under the lock, from the catalog: another replica may have created or upgraded it, and
             # a table that is not ours must be refused before the first ALTER.
@@ -168,7 +190,14 @@ class Ledger:
         )
         return int(result.split()[-1])
 
-    def record_and_commit_sql(self, filename: str, checksum: str, phase: str, lock: PhaseLock) -> str:
+    def record_and_commit_sql(
+        self,
+        filename: str,
+        checksum: str,
+        phase: str,
+        lock: PhaseLock,
+        started_us: str = _TRANSACTION_START_US,
+    ) -> str:
         """SQL that records a fully applied file and commits its transaction, to append to the file's last statement.
 
         It first resets the session (`session_reset_sql`) inside the file's transaction: whatever the file SET (a
@@ -180,13 +209,18 @@ class Ledger:
         no longer holds `lock`, `status` comes out NULL and the NOT NULL constraint aborts the transaction, the
         file's work with it (`is_lock_refusal` recognises that error). "No longer holds" means the statement runs on
         another backend than the one that took the lock, as behind a transaction pooler.
+
+        `started_us` is an SQL expression for when the file started, in microseconds since the epoch. The default,
+        the transaction's start, is right for a file sent on its own; in a batch Postgres takes `now()` from the
+        start of the whole message, so the batch passes a value it stored at the file's BEGIN (phases.sql_batch).
+        `applied_at` is the moment the row is written, per file, for the same reason.
         """
         return (
             f"{session_reset_sql(self.conn)};\n"
-            f"INSERT INTO {self.table} (filename, checksum, phase, duration_ms, applied_by, status) "
+            f"INSERT INTO {self.table} (filename, checksum, phase, duration_ms, applied_at, applied_by, status) "
             f"SELECT {_literal(filename)}, {_literal(checksum)}, {_literal(phase)}, "
-            "pg_catalog.round(EXTRACT(epoch FROM pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.now()) "
-            "OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4, "
+            f"pg_catalog.round(({_NOW_US} OPERATOR(pg_catalog.-) {started_us}) OPERATOR(pg_catalog./) 1000)"
+            "::pg_catalog.int4, pg_catalog.clock_timestamp(), "
             f"{_literal(_applied_by())}, CASE WHEN {lock.on_holder()} THEN '{APPLIED}' END;\n"
             "COMMIT"
         )

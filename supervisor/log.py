@@ -20,21 +20,47 @@ REDACTED = "***"
 _SECRET_KEY = re.compile(
     r"pass(word|wd|phrase)?|secret|token|dsn|connection_string|private_key", re.IGNORECASE
 )
+_SHORT = 4  # secrets shorter than this are redacted only where they stand as a secret (see add_secrets)
 _secrets: set[str] = set()
+_short_secrets: dict[str, list[re.Pattern[str]]] = {}
 
 
 def add_secrets(values: Iterable[str]) -> None:
-    """Register values that must never reach a log line, wherever they appear."""
-    # Very short values would blank out ordinary words; no real password is that short anyway.
-    _secrets.update(v for v in values if len(v) >= 4)
+    """Register values that must never reach a log line.
+
+    A value of 4 characters or more is replaced wherever it appears. A shorter one (a 1-3 character password) would
+    blank out ordinary words and numbers that way ("a", "12"), so it is replaced where it stands as the secret:
+    as the password in a URL (`user:pw@`), after a password key (`password=pw`, `PGPASSWORD: pw`, quoted or not),
+    and as a whole quoted value (`'pw'`, `"pw"`).
+    """
+    for v in values:
+        if len(v) >= _SHORT:
+            _secrets.add(v)
+        elif v and v not in _short_secrets:
+            e = re.escape(v)
+            end = r"(?=['\"]?(?:[\s,;&@/)}\]]|$))"
+            _short_secrets[v] = [
+                re.compile(rf"(?<=:){e}(?=@)"),
+                re.compile(rf"(?i)(?<=(?:pass|word|sswd|rase))(\s*[=:]\s*['\"]?){e}{end}"),
+                re.compile(rf"(['\"]){e}(?=\1)"),
+            ]
+
+
+def _scrub_text(value: str) -> str:
+    for s in _secrets:
+        if s in value:
+            value = value.replace(s, REDACTED)
+    for v, patterns in _short_secrets.items():
+        if v in value:
+            value = patterns[0].sub(REDACTED, value)
+            value = patterns[1].sub(lambda m: m.group(1) + REDACTED, value)
+            value = patterns[2].sub(lambda m: m.group(1) + REDACTED, value)
+    return value
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        for s in _secrets:
-            if s in value:
-                value = value.replace(s, REDACTED)
-        return value
+        return _scrub_text(value)
     if isinstance(value, dict):
         return {k: REDACTED if _SECRET_KEY.search(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

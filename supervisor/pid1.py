@@ -35,9 +35,24 @@ _STOPPING = (signal.SIGTERM, signal.SIGINT)  # after forwarding one of these, SI
 _PR_SET_CHILD_SUBREAPER = 36
 
 
+_format = "auto"  # --log-format, else SUPERVISOR_LOG_FORMAT (set by fork_split)
+# The worker's end of the exec pipe: it writes EXEC just before the exec of Directus and FAILED if that exec fails.
+# The pipe is close-on-exec, so Directus never holds it; once the worker is reaped the parent reads what was written
+# and knows whether Directus ran (`directus.exited`) or the worker ended before it (`supervisor.worker_exited`).
+_exec_pipe: int | None = None
+EXEC, FAILED = b"E", b"F"
+
+
+def note_exec(stage: bytes) -> None:
+    """In the worker: tell the resident parent that Directus is about to be exec'd (EXEC), or that it failed."""
+    if _exec_pipe is not None:
+        with contextlib.suppress(OSError):
+            os.write(_exec_pipe, stage)
+
+
 def _emit(level: str, event: str, **fields: object) -> None:
     """One log line in the supervisor's format (JSON unless console was asked for or stderr is a TTY)."""
-    fmt = os.environ.get("SUPERVISOR_LOG_FORMAT", "auto").lower()
+    fmt = _format
     now = time.time()
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1e6) % 1000000:06d}Z"
     if fmt == "json" or (fmt != "console" and not sys.stderr.isatty()):
@@ -66,7 +81,7 @@ def _status(wait_status: int) -> int:
     return os.waitstatus_to_exitcode(wait_status)
 
 
-def fork_split(stop_timeout: float) -> None:
+def fork_split(stop_timeout: float, log_format: str | None = None) -> None:
     """Fork; return in the worker; never return in the parent, which forwards and reaps until the worker (later
     Directus) exits, then exits with its status.
 
@@ -74,17 +89,24 @@ def fork_split(stop_timeout: float) -> None:
     its handlers exist, and a SIGUSR1 forwarded then would end it by the default action. supervisor.signals
     unblocks them once its receiver is installed; exec_directus hands Directus an empty mask.
     """
+    global _format, _exec_pipe
+    _format = (log_format or os.environ.get("SUPERVISOR_LOG_FORMAT") or "auto").lower()
     handled = {*FORWARDED, signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, handled)  # __main__ did so already; kept so this stands alone
     if os.getpid() != 1:
         _subreaper()
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
     worker = os.fork()
     if worker == 0:
+        os.close(read_end)
+        _exec_pipe = write_end
         return
-    sys.exit(_loop(worker, handled, stop_timeout))
+    os.close(write_end)
+    os.set_blocking(read_end, False)
+    sys.exit(_loop(worker, handled, stop_timeout, read_end))
 
 
-def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float) -> int:
+def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_pipe: int) -> int:
     kill_at: float | None = None
     info: signal.struct_siginfo | None
     while True:
@@ -106,9 +128,22 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float) -> int
             continue
         status = _reap(worker)
         if status is not None:
-            _emit("info", "directus.exited", pid=worker, exit_code=status)
+            if _read_all(exec_pipe) == EXEC:
+                _emit("info", "directus.exited", pid=worker, exit_code=status)
+            else:  # the phases failed or were stopped, or the exec failed: the worker has said why
+                _emit(
+                    "info", "supervisor.worker_exited", pid=worker, exit_code=status, directus_started=False
+                )
             _emit("info", "supervisor.finished", exit_code=status)
             return status
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    with contextlib.suppress(OSError):  # BlockingIOError: nothing written (and a grandchild still holds it)
+        while chunk := os.read(fd, 64):
+            data += chunk
+    return data
 
 
 def _reap(worker: int) -> int | None:

@@ -6,7 +6,9 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["print_plan", "print_status"]
+from phases.base import PENDING_EXIT
+
+__all__ = ["plan_check", "print_plan", "print_status"]
 
 
 def print_status(report: dict[str, Any], *, as_json: bool) -> None:
@@ -30,7 +32,20 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
                     else item
                 )
                 details.append(f"  {c:<13} {p['phase']:<12} {name}")
-    out = "\n".join(lines) + ("\n\n" + "\n".join(details) if details else "") + "\n"
+    history = [
+        f"  {p['phase']:<12} {h['file']:<40} {h['applied_at'] or '?':<33} {h['applied_by'] or '?':<24} "
+        + (f"{h['duration_ms']} ms" if h["duration_ms"] is not None else "?")
+        for p in report["phases"]
+        for h in p.get("applied_files", [])
+    ]
+    if history:
+        history.insert(
+            0, f"  {'PHASE':<12} {'APPLIED FILE':<40} {'APPLIED AT':<33} {'APPLIED BY':<24} DURATION"
+        )
+    out = "\n".join(lines)
+    for block in (details, history):
+        out += "\n\n" + "\n".join(block) if block else ""
+    out += "\n"
     sys.stdout.write(out)
 
 
@@ -63,7 +78,37 @@ def print_plan(report: dict[str, Any], *, as_json: bool) -> None:
                 out.append(f"{'':<16}{c['change']}{mark}")
             if p.get("refused"):
                 out.append(f"{'':<16}REFUSED without SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA (exit 7)")
+        check = p.get("check") or {}
+        if "pending" in p and check.get("exit_code") not in (None, 0, PENDING_EXIT):
+            out.append(
+                f"{'':<16}REFUSED (exit {check['exit_code']}, {check['error_code']}): {check['reason']}"
+            )
+    if "check" in report:
+        c = report["check"]
+        head = {0: "nothing to apply", PENDING_EXIT: "migrate would apply something"}.get(
+            c["exit_code"], f"migrate would refuse ({c['error_code']}, in {c['phase']})"
+        )
+        out.append(f"\ncheck: exit {c['exit_code']}: {head}")
     sys.stdout.write("\n".join(out) + "\n")
+
+
+def plan_check(report: dict[str, Any]) -> dict[str, Any]:
+    """`plan --check`'s verdict from a deep report: the first refusal in phase order (where `migrate` would stop,
+    with its own exit code), else 9 when anything would be applied or run, else 0."""
+    verdicts = [{**p["check"], "phase": p["phase"]} for p in report["phases"]]
+    refusal = next((v for v in verdicts if v["exit_code"] not in (0, PENDING_EXIT)), None)
+    if refusal:
+        return refusal
+    pending = [v for v in verdicts if v["exit_code"] == PENDING_EXIT]
+    if pending:
+        reason = "; ".join(f"{v['phase']}: {v['reason']}" for v in pending)
+        return {
+            "exit_code": PENDING_EXIT,
+            "error_code": "PENDING",
+            "reason": reason,
+            "phase": pending[0]["phase"],
+        }
+    return {"exit_code": 0, "error_code": None, "reason": "nothing to apply", "phase": None}
 
 
 def _phase_summary(p: dict[str, Any]) -> str:

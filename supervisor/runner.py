@@ -12,7 +12,7 @@ import asyncpg
 from structlog.contextvars import bound_contextvars
 from structlog.typing import FilteringBoundLogger
 
-from phases.base import Outcome, Phase, PhaseContext
+from phases.base import Outcome, Phase, PhaseContext, check_verdict
 from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
 from supervisor.ledger import Ledger
@@ -30,9 +30,13 @@ def _ms(t0: float) -> int:
 
 
 def _forward_notices(log: FilteringBoundLogger) -> Any:
-    # RAISE NOTICE from migrations (e.g. "positions: plain table, TimescaleDB not available") reaches the logs.
+    # RAISE NOTICE from migrations (e.g. "positions: plain table, TimescaleDB not available") reaches the logs; a
+    # WARNING (a RAISE WARNING, a "there is no transaction in progress") at warning level. The supervisor's own SQL
+    # sends none: it keeps its DDL quiet (supervisor.db.QUIET).
     def listener(_conn: asyncpg.Connection, msg: asyncpg.PostgresLogMessage) -> None:
-        log.info("db.notice", severity=getattr(msg, "severity", "NOTICE"), message=msg.message)
+        severity = getattr(msg, "severity_en", None) or getattr(msg, "severity", None) or "NOTICE"
+        emit = log.warning if severity == "WARNING" else log.info
+        emit("db.notice", severity=severity, message=msg.message)
 
     return listener
 
@@ -123,4 +127,7 @@ async def _report(
             raise
         if e.error_code == "DIRECTUS_CMD_INVALID" and directus_cmd_set:
             raise  # a SUPERVISOR_DIRECTUS_CMD that cannot run is a mistake; the default missing is "no Directus here"
-        return {"phase": phase.name, "error": e.message.split("\n", 1)[0]}
+        out: dict[str, Any] = {"phase": phase.name, "error": e.message.split("\n", 1)[0]}
+        if deep:  # `plan --check`: migrate would stop here with the same error
+            out["check"] = check_verdict(e.code, e.error_code, e.message)
+        return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from supervisor.db import application_name
+from supervisor.db import QUIET, application_name
 from supervisor.lock import CLASSID, LEDGER_OBJID
 from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
@@ -95,6 +95,7 @@ class StateTable:
 
     async def _create_in(self, schema: str | None) -> None:
         async with self.conn.transaction():
+            await self.conn.execute(QUIET)
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
             if self._verdict(await inspect(self.conn, self.table)) != ABSENT:
                 return  # another replica made it while we waited for the lock

@@ -129,6 +129,10 @@ async def test_destructive_snapshot_is_refused_with_data_intact_then_applied_whe
     assert schema["refused"] is True
     assert {"change": "Delete field vehicles.name", "destructive": "drops the column",
             "rows_at_risk": " (2 row(s) hold data)"} in schema["diff"]  # fmt: skip
+    check = await supervise("plan", "--check", "--json", env=fleet.env(), cwd=project, timeout=240)
+    assert check.code == 7, check.stderr  # what migrate does next
+    verdict = json.loads(check.stdout)["check"]
+    assert verdict["error_code"] == "SCHEMA_DESTRUCTIVE" and "Delete field vehicles.name" in verdict["reason"]
 
     r = await supervise("migrate", env=fleet.env(), cwd=project, timeout=240)
     assert r.code == 7, r.stderr

@@ -128,6 +128,9 @@ async def test_out_of_order_refuse_exits_5_naming_both_files_and_applies_nothing
     5, OUT_OF_ORDER, naming the file and the applied file it sorts before; no file runs, not even the in-order one
     after it. The same check covers the post-schema folder before the first pre-schema file runs."""
     await _out_of_order_layout(db, layout)
+    # `plan --check` predicts the refusal (5, the first refusal in phase order).
+    check = await supervise("plan", "--check", env=db.env(SUPERVISOR_OUT_OF_ORDER="refuse"), cwd=layout.root)
+    assert check.code == 5, check.stderr
     for args, env in (((), {"SUPERVISOR_OUT_OF_ORDER": "refuse"}), (("--out-of-order", "REFUSE"), {})):
         r = await supervise(*PRE, *args, env=db.env(**env), cwd=layout.root)
         assert r.code == 5, r.stderr

@@ -282,6 +282,7 @@ async def test_status_reports_each_state(db: Database, conn: asyncpg.Connection,
     assert r.code == 0, r.stderr
     report = json.loads(r.stdout)
     pre, post = (p for p in report["phases"] if p["phase"] in ("pre-schema", "post-schema"))
+    assert [h["file"] for h in pre.pop("applied_files")] == ["001_applied.sql", "002_changed.sql"]
     assert pre == {
         "phase": "pre-schema",
         "folder": "db-init",

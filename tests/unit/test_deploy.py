@@ -61,7 +61,8 @@ def _docs(name: str) -> list[dict[str, Any]]:
 
 def test_manifests_follow_the_contract():
     """Init container `migrate`, main `run --only start`, probes on /server/ping (12.x answers 403 on
-    /server/health), grace above SUPERVISOR_STOP_TIMEOUT, failure messages, and a Job that fails fast on 2, 5, 7."""
+    /server/health), grace above SUPERVISOR_STOP_TIMEOUT, failure messages, and a Job that fails fast on 2, 4, 5, 7
+    and counts the codes a retry can heal (3, 6, 8) and 1."""
     deployment, config, _service = _docs("deployment.yaml")
     pod = deployment["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["args"] == ["migrate"]
@@ -73,7 +74,10 @@ def test_manifests_follow_the_contract():
     assert main["terminationMessagePolicy"] == pod["initContainers"][0]["terminationMessagePolicy"]
     job = _docs("job.yaml")[0]
     rules = job["spec"]["podFailurePolicy"]["rules"]
-    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [2, 5, 7]
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [2, 4, 5, 7]
+    # An SQL error (4) is rolled back and fails the same way on every retry: retrying only delays the alert.
+    counted = next(r for r in rules if r["action"] == "Count")["onExitCodes"]["values"]
+    assert counted == [1, 3, 6, 8] and not set(counted) & set(rules[0]["onExitCodes"]["values"])
     values = yaml.safe_load((KUBE / "helm-values.yaml").read_text())
     assert values["initContainers"][0]["args"] == ["migrate"] and values["startupProbe"]["enabled"] is True
 
