@@ -253,6 +253,8 @@ class SqlPhase:
             # One message, so both run on one backend even behind a transaction pooler (which the batch then
             # reveals). The GRANT: a file's SET ROLE must not stop the markers between its statements from counting.
             await ctx.conn.execute(f"{CREATE_PROGRESS};\nGRANT UPDATE ON SEQUENCE {PROGRESS} TO PUBLIC")
+        except asyncpg.DuplicateTableError:
+            pass  # the other SQL phase made them on this connection (no IF NOT EXISTS: its NOTICE is noise)
         except asyncpg.InsufficientPrivilegeError:
             ctx.log.info(
                 "sql.batching_off", reason="no TEMP privilege on this database; one round trip per statement"
