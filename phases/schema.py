@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
-from phases.bootstrap import NOT_INSTALLED, DirectusInstall, NamedStep, ensure_bootstrapped
+from phases.bootstrap import NOT_INSTALLED, DirectusInstall, NamedStep, bootstrap_reason, ensure_bootstrapped
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal, SupervisorError
 from supervisor.lock import PhaseLock
@@ -134,7 +134,7 @@ class SchemaPhase:
         check_fit(self.snapshot, version, force=ctx.settings.force)
         bootstrapped = await ensure_bootstrapped(ctx, self.install)
         try:
-            return await self._guard_and_apply(ctx, version, fresh=bootstrapped == NOT_INSTALLED, t0=t0)
+            return await self._guard_and_apply(ctx, version, bootstrapped=bootstrapped, t0=t0)
         except SupervisorError as e:
             if bootstrapped:
                 # The snapshot was not applied, but the database did change in this boot: say so, so that nobody
@@ -148,10 +148,10 @@ class SchemaPhase:
             raise
 
     async def _guard_and_apply(
-        self, ctx: PhaseContext, version: str, *, fresh: bool, t0: float
+        self, ctx: PhaseContext, version: str, *, bootstrapped: str | None, t0: float
     ) -> dict[str, Any]:
         snap = self.snapshot
-        if fresh:
+        if bootstrapped == NOT_INSTALLED:
             # Just installed on an empty database: there is nothing to drop, so skip the guard's dry-run (one
             # Node start, about 3 s of a cold boot). The verification dry-run below still runs.
             diff = None
@@ -168,7 +168,8 @@ class SchemaPhase:
             destructive = diff.destructive if diff else []
             if destructive and not ctx.settings.allow_destructive_schema:
                 raise SchemaRefusal(
-                    await self._refusal(ctx.conn, destructive), error_code="SCHEMA_DESTRUCTIVE"
+                    await self._refusal(ctx.conn, destructive, bootstrapped=bootstrapped, version=version),
+                    error_code="SCHEMA_DESTRUCTIVE",
                 )
             for change in destructive:
                 ctx.log.warning("schema.destructive_allowed", change=change.describe())
@@ -195,16 +196,34 @@ class SchemaPhase:
         )
         return {**fields, "duration_ms": duration_ms}
 
-    async def _refusal(self, conn: asyncpg.Connection, destructive: list[Change]) -> str:
+    async def _refusal(
+        self,
+        conn: asyncpg.Connection,
+        destructive: list[Change],
+        *,
+        bootstrapped: str | None = None,
+        version: str = "",
+    ) -> str:
         lines = [
             f"  - {c.describe()}: {c.destructive_reason}{await _rows_at_risk(conn, c)}" for c in destructive
         ]
-        return (
+        text = (
             f"{self.snapshot.path}: applying this snapshot would destroy data, so it was not applied:\n"
             + "\n".join(lines)
             + "\nIf that is intended, set SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA=1 for one run; otherwise fix the "
             "snapshot (was it made by another Directus version, or from a database missing these collections?)."
         )
+        if bootstrapped and bootstrapped != NOT_INSTALLED and _mostly_system_index_drops(destructive):
+            text += (
+                f"\nHint: these are mostly index drops on Directus's own system fields, and `directus bootstrap` "
+                f"has just run Directus {version}'s migrations here. The snapshot was probably made with Directus "
+                f"{version} from a database still on the older version's migrations, so its systemFields lack the "
+                "indexes those migrations add. Do not allow destructive changes for this (it would drop those "
+                f"indexes); re-make the snapshot with Directus {version} from a database its migrations have "
+                "already run on (this one has now; or a staging copy: `directus bootstrap`, then `directus schema "
+                f"snapshot {self.snapshot.path.name}`), and deploy that snapshot."
+            )
+        return text
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
         """The recorded apply against the current snapshot and Directus; with `deep`, the dry-run diff too."""
@@ -241,6 +260,16 @@ class SchemaPhase:
         if not await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL"):
             return {"diff": None, "note": "Directus is not installed yet: bootstrap runs first, then every "
                     "collection of the snapshot is created"}  # fmt: skip
+        out: dict[str, Any] = {}
+        upgrade = await bootstrap_reason(conn, StateTable(conn, self.settings.tracking_table), version)
+        if upgrade:
+            # `migrate` runs `directus bootstrap` (Directus's own migrations) before its dry-run; this dry-run
+            # sees the database before them, so it cannot show what those migrations change (system indexes).
+            out["note"] = (
+                f"`directus bootstrap` runs first ({upgrade}), so this diff is computed against the database "
+                "before Directus's own migrations run: after bootstrap the diff can differ (for example system "
+                "field index drops from a snapshot made on a database still on the old migrations)"
+            )
         diff = await dry_run(self.settings, self.snapshot, log)
         changes = [
             {
@@ -251,12 +280,25 @@ class SchemaPhase:
             for c in diff.changes
         ]
         refused = bool(diff.destructive) and not self.settings.allow_destructive_schema
-        out: dict[str, Any] = {"diff": changes, "refused": refused}
+        out.update({"diff": changes, "refused": refused})
         if refused:
             out["check"] = check_verdict(
                 SchemaRefusal.exit_code, "SCHEMA_DESTRUCTIVE", await self._refusal(conn, diff.destructive)
             )
         return out
+
+
+def _mostly_system_index_drops(destructive: list[Change]) -> bool:
+    """True when more than half of the destructive items are index drops on Directus's system fields (and nothing
+    else about them is destructive): the mark of a snapshot made from a database still on older migrations."""
+    drops = [
+        c
+        for c in destructive
+        if c.section == "system fields"
+        and (c.destructive_reason or "").startswith("drops an index")
+        and not any(w in (c.destructive_reason or "") for w in ("unique", "primary key", "column type"))
+    ]
+    return 2 * len(drops) > len(destructive)
 
 
 async def _rows_at_risk(conn: asyncpg.Connection, change: Change) -> str:

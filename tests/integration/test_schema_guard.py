@@ -3,6 +3,7 @@ read completely stops the boot with exit 8, nothing applied, nothing recorded.""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -105,3 +106,88 @@ async def test_a_refusal_after_an_upgrade_bootstrap_says_the_migrations_stay(
         await conn.fetchval("SELECT directus_version FROM supervisor_state WHERE phase = 'bootstrap'")
         == "12.4.0"
     )
+
+
+NINE_SYSTEM_INDEX_DROPS = HEAD.replace("Collections:", "System Fields:") + "".join(
+    f"  - Update directus_{name}\n    - Set is_indexed to false\n"
+    for name in (
+        "oauth_clients.date_created",
+        "oauth_codes.expires_at",
+        "oauth_codes.used_at",
+        "oauth_consents.client",
+        "oauth_tokens.code_hash",
+        "oauth_tokens.expires_at",
+        "oauth_tokens.previous_session",
+        "oauth_tokens.session",
+        "sessions.oauth_client",
+    )
+)
+
+
+async def _upgrade_pending(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+) -> dict[str, str]:
+    """A database on which Directus 11.17.4 was bootstrapped and the snapshot applied, now run by 12.4.0 (the
+    stand-in's version): migrate runs bootstrap before schema-apply's dry-run. Returns the stand-in's env."""
+    await _installed(conn)
+    r, _ = await _guard(db, layout, tmp_path, "[12:00:00.000] INFO: No changes to apply.\n")
+    assert r.code == 0, r.stderr
+    await conn.execute("UPDATE supervisor_state SET directus_version = '11.17.4'")
+    return db.env(SUPERVISOR_DIRECTUS_CMD=FAKE, FAKE_DRY_RUN=str(tmp_path / "dry-run.txt"))
+
+
+async def test_plan_says_an_upgrade_diff_is_computed_before_directus_migrations(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+) -> None:
+    """With a Directus upgrade pending, `plan`'s dry-run sees the database before `directus bootstrap` runs the new
+    migrations, so its diff can differ from what `migrate` meets: the schema-apply entry carries a `note` saying so
+    (JSON and text), and `plan --check` still gives its verdict. Without an upgrade there is no such note."""
+    env = await _upgrade_pending(db, conn, layout, tmp_path)
+    r = await supervise("plan", "--json", "--check", env=env, cwd=layout.root)
+    assert r.code == 9, r.stderr
+    report = json.loads(r.stdout)
+    schema = next(p for p in report["phases"] if p["phase"] == "schema-apply")
+    assert schema["diff"] == []
+    assert schema["note"].startswith(
+        "`directus bootstrap` runs first (Directus 11.17.4 -> 12.4.0: its migrations must run), so this diff is "
+        "computed against the database before Directus's own migrations run"
+    )
+    assert report["check"]["exit_code"] == 9
+    text = await supervise("plan", env=env, cwd=layout.root)
+    assert text.code == 0, text.stderr
+    assert "so this diff is computed against the database before Directus's own migrations run" in text.stdout
+    # A destructive diff is still refused by the check, note and all.
+    (tmp_path / "dry-run.txt").write_text(HEAD + "  - Delete legacy\n")
+    refused = await supervise("plan", "--json", "--check", env=env, cwd=layout.root)
+    assert refused.code == 7, refused.stderr
+    assert "note" in next(p for p in json.loads(refused.stdout)["phases"] if p["phase"] == "schema-apply")
+    # No upgrade pending (bootstrap recorded for 12.4.0): no note.
+    await conn.execute("UPDATE supervisor_state SET directus_version = '12.4.0' WHERE phase = 'bootstrap'")
+    plain = await supervise("plan", "--json", env=env, cwd=layout.root)
+    assert plain.code == 0, plain.stderr
+    assert "note" not in next(p for p in json.loads(plain.stdout)["phases"] if p["phase"] == "schema-apply")
+
+
+async def test_system_index_drops_after_an_upgrade_bootstrap_hint_at_a_snapshot_from_old_migrations(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+) -> None:
+    """A snapshot made by the new Directus from a database still on the old migrations lacks the system indexes the
+    new migrations add: after the upgrade's bootstrap the dry-run shows their drops. The refusal says what that
+    probably means and how to re-make the snapshot; the same drops without a bootstrap in this boot get no hint."""
+    env = await _upgrade_pending(db, conn, layout, tmp_path)
+    (tmp_path / "dry-run.txt").write_text(NINE_SYSTEM_INDEX_DROPS)
+    r = await supervise("migrate", "--only", "schema-apply", env=env, cwd=layout.root)
+    assert r.code == 7, r.stderr
+    error = r.failure["error"]
+    assert error.count("Set is_indexed to false") == 9
+    assert (
+        "Hint: these are mostly index drops on Directus's own system fields, and `directus bootstrap` has just "
+        "run Directus 12.4.0's migrations here. The snapshot was probably made with Directus 12.4.0 from a "
+        "database still on the older version's migrations" in error
+    )
+    assert "`directus bootstrap`, then `directus schema snapshot schema.yaml`" in error
+    # Bootstrap is recorded now: the same refusal in a later boot (no bootstrap in it) carries no hint.
+    (layout.root / "snapshots" / "schema.yaml").write_text(SNAPSHOT + "# changed\n")
+    again = await supervise("migrate", "--only", "schema-apply", env=env, cwd=layout.root)
+    assert again.code == 7, again.stderr
+    assert "Hint:" not in again.failure["error"]
