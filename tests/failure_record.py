@@ -1,13 +1,14 @@
 """Opt-in recorder of the supervisor's refusals, the raw material of docs/bad-inputs.md.
 
-With SUPERVISOR_RECORD_FAILURES=<file> set when pytest starts, every supervisor process a test runs through
-tests/conftest.py (`supervise`, `finish`) that exits 2..8 appends one JSON line to <file>:
-{"test", "exit_code", "error_code", "first_line"}. `scripts/bad_inputs_table.py` turns the file into the table.
+With SUPERVISOR_RECORD_FAILURES=<file> set when pytest starts, every supervisor process a test runs
+through tests/conftest.py (`supervise`, `finish`) that exits 2..8 appends one JSON line to <file>:
+{"test", "exit_code", "error_code", "first_line"}; `scripts/bad_inputs_table.py` turns it into the table.
 
-The line is made stable and safe before it is written: temp folders, the repository, database names, ports, pids,
-host names and timestamps become placeholders, and every password-like value (from the process's environment, a
-DSN, `password=…`) becomes `<password>`, so a recorded run neither leaks a secret nor churns the committed table.
-The variable is read once at import: the autouse `_clean_environ` fixture removes SUPERVISOR_* from each test.
+The line is made stable and safe before it is written: temp folders, the repository, database names, ports,
+pids, host names, throw-away role names, uids and timestamps become placeholders, and every password-like value
+(from the process's environment, a DSN, `password=…`) becomes `<password>`, so a recorded run neither leaks a
+secret nor churns the committed table. The variable is read once at import: the autouse `_clean_environ`
+fixture removes SUPERVISOR_* from each test.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(_TMP + r"/(?:pytest-\d+|tmp[\w-]+|supervisor-[\w-]+)"), "<tmp>"),
     (re.compile(r"\bt_[0-9a-f]{12}\b"), "<db>"),
     (re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d(?::?\d\d)?|Z)?"), "<time>"),
-    (re.compile(r"\b(pid\s*=?\s*)\d+", re.IGNORECASE), r"\1<pid>"),
+    # Process ids, never a small literal like "PID 1" (which the messages mean as such).
+    (re.compile(r"\b((?:pid|backend)\s*=?\s*)\d{2,}"), r"\1<pid>"),
+    (re.compile(r"\b(instead of )\d{2,}"), r"\1<pid>"),
+    (re.compile(r"\b(uid )\d+"), r"\1<uid>"),
+    (re.compile(r"\br_[0-9a-f]{8}\b"), "<role>"),  # the throw-away roles of privilege tests
     (re.compile(r"\b((?:127\.0\.0\.1|localhost|\[::1\]|<host>):)\d{2,5}\b"), r"\1<port>"),
     (re.compile(r"\b(port\s*[= ]\s*)\d{4,5}\b", re.IGNORECASE), r"\1<port>"),
 ]
