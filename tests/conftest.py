@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 import structlog
 
+from tests import failure_record
 from tests.pg import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,10 +208,13 @@ class Result:
         return failed[0]
 
 
+_ENVS: dict[int, dict[str, str]] = {}  # pid -> environment, so `finish` can redact a recorded refusal
+
+
 async def start_supervisor(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
     """Start `python -m supervisor ARGS` as its own process (stdin closed, output captured)."""
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "supervisor", *args,
         env={**env, "PYTHONPATH": pythonpath},
         cwd=cwd,
@@ -218,13 +222,19 @@ async def start_supervisor(*args: str, env: dict[str, str], cwd: Path) -> asynci
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    if failure_record.TARGET:
+        _ENVS[proc.pid] = env
+    return proc
 
 
 async def finish(proc: asyncio.subprocess.Process, timeout: float = 60) -> Result:  # noqa: ASYNC109
     """Wait for a started supervisor and collect what it printed."""
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
+    result = Result(proc.returncode, out.decode(), err.decode())
+    # Opt-in (SUPERVISOR_RECORD_FAILURES): feeds docs/bad-inputs.md, see scripts/bad_inputs_table.py.
+    failure_record.record(result.code, result.logs, result.stderr, _ENVS.pop(proc.pid, {}))
+    return result
 
 
 async def supervise(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> Result:  # noqa: ASYNC109
