@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
 import asyncpg
 
 from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
 from phases.sql_batch import CREATE_PROGRESS, FILE_STARTED_US, PROGRESS, Batch, batches
 from phases.sql_errors import half_applied_message, sql_error_message
 from supervisor import inflight
-from supervisor.db import is_connection_loss, lost_connection, session_reset_sql, transaction_pooler
+from supervisor.db import is_connection_loss, lost_connection, rollback, session_reset_sql, transaction_pooler
 from supervisor.errors import ConfigError, IntegrityRefusal, MigrationFailed
 from supervisor.ledger import APPLIED, FAILED, Ledger, Row
 from supervisor.sqlfile import (
@@ -276,7 +275,7 @@ class SqlPhase:
         except asyncpg.PostgresError as e:
             if is_connection_loss(e):
                 raise
-            await _rollback(ctx.conn)
+            await rollback(ctx.conn)
             counter = await _counter(ctx.conn)
             durations = await ledger.durations([f.name for f in batch.files])
             committed = [f for f in batch.files if f.name in durations]  # the files before the failing one
@@ -294,7 +293,7 @@ class SqlPhase:
             at = batch.failure(batch.files[len(committed)], counter[0], int(position) if position else None)
             raise self._failure(at.file, at.statement, e, _ROLLED_BACK, at.offset_in_statement) from e
         except BaseException:
-            await _rollback(ctx.conn)
+            await rollback(ctx.conn)
             raise
         durations = await ledger.durations([f.name for f in batch.files])
         for f in batch.files:
@@ -326,7 +325,7 @@ class SqlPhase:
                     mine = ledger.owns(e) or (offset is not None and offset > len(stmt.sql))
                     raise self._failure(f, None if mine else stmt, e, _ROLLED_BACK, offset) from e
         except BaseException:
-            await _rollback(ctx.conn)
+            await rollback(ctx.conn)
             raise
         return {"duration_ms": _ms(t0), "statements": len(stmts), "transaction": True}
 
@@ -540,14 +539,3 @@ def _counter_missing(e: asyncpg.PostgresError) -> bool:
     return (
         e.sqlstate == "42P01" and ("supervisor_progress" in str(e) or "supervisor_file_start" in str(e))
     ) or (e.sqlstate == "3F000" and "pg_temp" in str(e))
-
-
-async def _rollback(conn: asyncpg.Connection) -> None:
-    """End a failed or interrupted transaction; a dead connection has already ended it."""
-    if conn.is_closed():
-        return
-    with anyio.move_on_after(5, shield=True):
-        try:
-            await conn.execute("ROLLBACK")
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            conn.terminate()  # the server rolls back when the session ends

@@ -36,6 +36,7 @@ __all__ = [
     "is_connection_loss",
     "is_pooler_error",
     "lost_connection",
+    "rollback",
     "session_reset_sql",
     "transaction_pooler",
 ]
@@ -408,3 +409,15 @@ def lost_connection(exc: BaseException, where: str, outcome: str | None = None) 
         + (outcome or "Any transaction it had open was rolled back by the server; run again to continue."),
         error_code="CONNECTION_LOST",
     )
+
+
+async def rollback(conn: asyncpg.Connection) -> None:
+    """End a failed or interrupted transaction, even while being cancelled; a dead connection has already ended it,
+    and one that cannot say ROLLBACK within 5 s is closed (the server rolls back when the session ends)."""
+    if conn.is_closed():
+        return
+    with anyio.move_on_after(5, shield=True):
+        try:
+            await conn.execute("ROLLBACK")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            conn.terminate()

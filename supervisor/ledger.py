@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import anyio
 import asyncpg
 
-from supervisor.db import QUIET, application_name, session_reset_sql
+from supervisor.db import QUIET, application_name, rollback, session_reset_sql
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
 from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
@@ -273,9 +272,5 @@ class Ledger:
             await self.conn.execute(f"{_OWN_TRANSACTION}{sql};\nCOMMIT")
         except BaseException:
             if not self.conn.is_closed() and self.conn.is_in_transaction():
-                with anyio.move_on_after(5, shield=True):
-                    try:
-                        await self.conn.execute("ROLLBACK")
-                    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                        self.conn.terminate()  # the server rolls back when the session ends
+                await rollback(self.conn)
             raise
