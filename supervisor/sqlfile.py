@@ -101,7 +101,7 @@ class SqlFile:
     def directive(self) -> str | None:
         """The known directive on the first line (`no-transaction` or `repeatable`), else None. An unknown one also
         reads as None here; `check_directive` refuses it before anything runs."""
-        m = _DIRECTIVE_LINE.fullmatch(self.text.split("\n", 1)[0])
+        m = _DIRECTIVE_LINE.fullmatch(_first_line(self.text))
         value = m.group(1).strip().lower() if m else ""
         return value if value in DIRECTIVES else None
 
@@ -138,6 +138,11 @@ class SqlFile:
         return [Statement(self.text[s], s.start) for s in slices]
 
 
+def _first_line(text: str) -> str:
+    end = text.find("\n")
+    return text if end < 0 else text[:end]
+
+
 _DIRECTIVE_FIX = (
     "A file's first line may be `-- supervisor: no-transaction` (statements that cannot run in a transaction) or "
     "`-- supervisor: repeatable` (re-run whenever the file changes), or no directive at all."
@@ -151,7 +156,7 @@ def directive_problem(f: SqlFile) -> str | None:
     a file apply-once that its author meant to re-run. The two directives do not combine: a repeatable file re-runs
     whole, in one transaction with its tracking row, which is what `no-transaction` gives up.
     """
-    m = _DIRECTIVE_LINE.fullmatch(f.text.split("\n", 1)[0])
+    m = _DIRECTIVE_LINE.fullmatch(_first_line(f.text))
     if not m:
         return None
     value = m.group(1).strip().lower()
