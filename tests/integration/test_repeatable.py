@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import ROOT, Database, Layout, finish, start_supervisor, supervise
 
 PRE = ("migrate", "--only", "pre-schema")
+LEDGER = "migrations_applied"  # the default tracking table
 APP_PW = "app-pw-123"
 RUNS = "CREATE TABLE runs (n serial PRIMARY KEY, name text NOT NULL);"
 VIEW_1 = (
@@ -73,7 +74,7 @@ async def _runs(conn: asyncpg.Connection) -> list[str]:
 
 
 async def _row(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
-    row = await conn.fetchrow("SELECT * FROM migrations_applied WHERE filename = $1", name)
+    row = await conn.fetchrow(f"SELECT * FROM {LEDGER} WHERE filename = $1", name)
     assert row is not None
     return row
 
@@ -126,7 +127,7 @@ async def test_a_repeatable_file_reruns_when_changed_and_only_then_in_folder_ord
     assert after["applied_by"] != before["applied_by"]  # host:pid of the run that re-ran it
     assert (after["status"], after["phase"]) == ("applied", "pre-schema")
     assert after["duration_ms"] is not None
-    assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 4
+    assert await conn.fetchval(f"SELECT count(*) FROM {LEDGER}") == 4
 
     again = await supervise(*PRE, env=env, cwd=layout.root)
     assert again.code == 0, again.stderr
@@ -155,9 +156,8 @@ async def test_a_failing_rerun_rolls_back_and_keeps_the_old_version_and_row(
     assert await _view_columns(conn) == ["id"]
     assert await _runs(conn) == ["001", "002", "003"]
     assert await _row(conn, "002_item_view.sql") == before
-    assert await conn.fetchval("SELECT to_regclass('migrations_applied') IS NOT NULL")
     assert (
-        await conn.fetchval("SELECT count(*) FROM migrations_applied WHERE filename = '004_after.sql'") == 0
+        await conn.fetchval(f"SELECT count(*) FROM {LEDGER} WHERE filename = '004_after.sql'") == 0
     )
 
     layout.add("pre", "002_item_view.sql", VIEW_2)
