@@ -156,9 +156,7 @@ async def test_a_failing_rerun_rolls_back_and_keeps_the_old_version_and_row(
     assert await _view_columns(conn) == ["id"]
     assert await _runs(conn) == ["001", "002", "003"]
     assert await _row(conn, "002_item_view.sql") == before
-    assert (
-        await conn.fetchval(f"SELECT count(*) FROM {LEDGER} WHERE filename = '004_after.sql'") == 0
-    )
+    assert await conn.fetchval(f"SELECT count(*) FROM {LEDGER} WHERE filename = '004_after.sql'") == 0
 
     layout.add("pre", "002_item_view.sql", VIEW_2)
     fixed = await supervise(*PRE, env=env, cwd=layout.root)
