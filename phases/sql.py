@@ -3,7 +3,9 @@
 One transaction per file, together with its tracking row; runs of such files travel in batches (phases.sql_batch),
 one round trip for many files. A file whose first line is `-- supervisor: no-transaction`
 runs statement by statement in autocommit, with its progress recorded, so a crash part-way is refused next boot
-instead of being silently re-run.
+instead of being silently re-run. A file whose first line is `-- supervisor: repeatable` runs again whenever its
+checksum differs from its tracking row's, at its place in the folder's order among the files pending then, in one
+transaction that also writes its row over; a changed plain file is still refused (exit 5).
 
 Every file starts from the same session state, whether it runs in the same boot as the files before it or not: the
 phase starts with a session reset, each transactional file resets the session inside its own transaction before its
@@ -34,9 +36,11 @@ from supervisor.sqlfile import (
     SqlFile,
     Statement,
     check_collisions,
+    check_directive,
     checksum_matches,
     list_sql_files,
     location,
+    misplaced_directives,
     require_folder,
     session_leaks,
     snippet,
@@ -88,12 +92,13 @@ class SqlPhase:
         self.folders = folders
         self.tracking_table = tracking_table
         self._statements: dict[str, list[Statement]] = {}
+        self._reruns: set[str] = set()  # repeatable files of this run that ran before, in another version
 
     def preflight(self) -> None:
-        """The folder exists, no basename is in both folders, every file is UTF-8."""
+        """The folder exists, no basename is in both folders, every file is UTF-8 with a known first-line directive."""
         require_folder(self.folder, self.variable)
         for f in self.folders.files()[self.name]:
-            _ = f.text
+            check_directive(f)
 
     async def pending(self, ctx: PhaseContext) -> Sequence[SqlFile]:
         """Validate every applied file of both folders, warn about orphans, parse what is pending."""
@@ -107,10 +112,12 @@ class SqlPhase:
         upgraded = await ledger.upgrade_checksums({f.name: legacy[f.name] for f in mine if f.name in legacy})
         if upgraded:
             ctx.log.info("ledger.checksums_upgraded", files=upgraded, to="sha256 of the normalised text")
-        todo = [f for f in mine if f.name not in rows]
+        todo = _todo(rows, mine)
+        # Out of order means a new file only: a repeatable file re-running has its place among the applied ones.
         self._check_order(rows, ctx.log)
         # Parse everything first: a syntax error in the last file stops the phase before the first is applied.
         self._statements = self._parse(todo)
+        self._reruns = {f.name for f in todo if f.name in rows}
         return todo
 
     def _check_order(self, rows: dict[str, Row], log: Any | None) -> None:
@@ -138,7 +145,16 @@ class SqlPhase:
                     log.warning("migration.out_of_order", file=str(f.path), before=before, after=applied[-1])
 
     def _parse(self, todo: list[SqlFile]) -> dict[str, list[Statement]]:
-        """Statements of each pending file; a syntax error or refused transaction control raises (exit 4)."""
+        """Statements of each pending file; a misplaced directive (exit 2), a syntax error or refused transaction
+        control (exit 4) raises."""
+        for f in todo:
+            for offset, why in misplaced_directives(f):
+                raise ConfigError(
+                    f"{f.path}:{location(f.text, offset)}: {why}\n{snippet(f.text, offset)}\nNothing from the "
+                    f"{self.name} phase was applied in this run; `python -m supervisor lint` checks every file's "
+                    "directive.",
+                    error_code="BAD_DIRECTIVE",
+                )
         statements = {f.name: f.statements() for f in todo}
         for f in todo:
             self._refuse_transaction_control(f, statements[f.name])
@@ -163,7 +179,8 @@ class SqlPhase:
             )
 
     def _validate(self, rows: dict[str, Row]) -> dict[str, tuple[str, str]]:
-        """Refuse half-applied or changed files; returns `{filename: (legacy checksum, ours)}` of legacy matches."""
+        """Refuse half-applied or changed plain files (a changed repeatable file re-runs instead); returns
+        `{filename: (legacy checksum, ours)}` of legacy matches."""
         files = self.folders.by_name()
         changed, half, legacy = [], [], {}
         for name, row in rows.items():
@@ -173,7 +190,8 @@ class SqlPhase:
             if row.status != APPLIED:
                 half.append((f, row))
             elif not checksum_matches(row.checksum, f):
-                changed.append((f, row))
+                if not f.repeatable:
+                    changed.append((f, row))
             elif row.checksum != f.checksum:
                 legacy[name] = (row.checksum, f.checksum)
         if half:
@@ -186,8 +204,9 @@ class SqlPhase:
             raise IntegrityRefusal(
                 f"{len(changed)} applied file(s) changed since they were applied:\n"
                 + "\n".join(lines)
-                + "\nApplied migrations must not be edited: restore the file and put the change in a new file. If "
-                "the edit is cosmetic and you are sure, accept it with: UPDATE "
+                + "\nApplied migrations must not be edited: restore the file and put the change in a new file "
+                "(or, for views, functions and grants that may simply run again, a file whose first line is "
+                "`-- supervisor: repeatable`). If the edit is cosmetic and you are sure, accept it with: UPDATE "
                 f"{sql_table(self.tracking_table)} SET checksum = '<new checksum>' WHERE filename = '<file>'. "
                 "Nothing was applied.",
                 error_code="CHECKSUM_MISMATCH",
@@ -267,9 +286,12 @@ class SqlPhase:
         ledger = Ledger(ctx.conn, self.tracking_table)
         batch = Batch(
             run,
-            lambda f: ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock, FILE_STARTED_US),
+            lambda f: ledger.record_and_commit_sql(
+                f.name, f.checksum, self.name, ctx.lock, FILE_STARTED_US, repeatable=f.repeatable
+            ),
         )
-        stats = {f.name: len(stmts) for f, stmts in run}
+        stats = {f.name: self._fields(f, len(stmts)) for f, stmts in run}
+        checksums = {f.name: f.checksum for f in batch.files}
         try:
             await ctx.conn.execute(batch.sql)
         except asyncpg.PostgresError as e:
@@ -277,10 +299,10 @@ class SqlPhase:
                 raise
             await rollback(ctx.conn)
             counter = await _counter(ctx.conn)
-            durations = await ledger.durations([f.name for f in batch.files])
+            durations = await ledger.durations(checksums)
             committed = [f for f in batch.files if f.name in durations]  # the files before the failing one
             for f in committed:
-                yield f, {"duration_ms": durations[f.name], "statements": stats[f.name], "transaction": True}
+                yield f, {"duration_ms": durations[f.name], **stats[f.name]}
             if ledger.is_lock_refusal(e):
                 raise ctx.lock.not_held(_LOCK_GONE) from e
             if counter is None or counter[1] != ctx.lock.backend_pid or _counter_missing(e):
@@ -291,13 +313,31 @@ class SqlPhase:
                 ) from e
             position = getattr(e, "position", None)
             at = batch.failure(batch.files[len(committed)], counter[0], int(position) if position else None)
-            raise self._failure(at.file, at.statement, e, _ROLLED_BACK, at.offset_in_statement) from e
+            raise self._failure(
+                at.file, at.statement, e, self._rolled_back(at.file), at.offset_in_statement
+            ) from e
         except BaseException:
             await rollback(ctx.conn)
             raise
-        durations = await ledger.durations([f.name for f in batch.files])
+        durations = await ledger.durations(checksums)
         for f in batch.files:
-            yield f, {"duration_ms": durations[f.name], "statements": stats[f.name], "transaction": True}
+            yield f, {"duration_ms": durations[f.name], **stats[f.name]}
+
+    def _rolled_back(self, f: SqlFile) -> str:
+        """What a failed transactional file left: nothing; a repeatable re-run, its previous version."""
+        if f.name in self._reruns:
+            return (
+                "The file's transaction was rolled back: this version of the repeatable file was not applied, and "
+                "the previous version (and its tracking row) stays in place. Fix the file and run again."
+            )
+        return _ROLLED_BACK
+
+    def _fields(self, f: SqlFile, statements: int) -> dict[str, Any]:
+        """The log fields of a transactional file's `step.applied` line, besides its duration."""
+        fields: dict[str, Any] = {"statements": statements, "transaction": True}
+        if f.repeatable:
+            fields["repeatable"] = "re-run" if f.name in self._reruns else "first run"
+        return fields
 
     async def _apply_statementwise(
         self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement]
@@ -305,7 +345,7 @@ class SqlPhase:
         """One file, one statement per round trip: BEGIN rides with the first, the tracking row and COMMIT with the
         last. Used when batching is off; every error is attributed to its statement."""
         ledger = Ledger(ctx.conn, self.tracking_table)
-        tail = ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock)
+        tail = ledger.record_and_commit_sql(f.name, f.checksum, self.name, ctx.lock, repeatable=f.repeatable)
         parts = stmts or [Statement("SELECT 1", 0)]  # an empty file is recorded like any other
         t0 = time.monotonic()
         try:
@@ -323,11 +363,11 @@ class SqlPhase:
                     position = getattr(e, "position", None)
                     offset = int(position) - 1 - len(prefix) if position else None
                     mine = ledger.owns(e) or (offset is not None and offset > len(stmt.sql))
-                    raise self._failure(f, None if mine else stmt, e, _ROLLED_BACK, offset) from e
+                    raise self._failure(f, None if mine else stmt, e, self._rolled_back(f), offset) from e
         except BaseException:
             await rollback(ctx.conn)
             raise
-        return {"duration_ms": _ms(t0), "statements": len(stmts), "transaction": True}
+        return {"duration_ms": _ms(t0), **self._fields(f, len(stmts))}
 
     async def _apply_no_transaction(
         self, ctx: PhaseContext, f: SqlFile, stmts: list[Statement], state: _NoTransactionState
@@ -394,7 +434,8 @@ class SqlPhase:
         return MigrationFailed(sql_error_message(f, stmt, e, outcome, offset), error_code="SQL_ERROR")
 
     async def report(self, conn: asyncpg.Connection, *, deep: bool = False) -> dict[str, Any]:
-        """Applied, pending, changed, half-applied and orphaned files of this phase; with `deep` (`plan`), also the
+        """Applied, pending, changed, half-applied and orphaned files of this phase, and its repeatable files that
+        changed and will re-run (`rerun`); with `deep` (`plan`), also the
         verdict `migrate` would reach: the checks it makes before applying, run here without changing anything."""
         require_folder(self.folder, self.variable)  # else every applied file would list as orphaned
         if deep:
@@ -404,20 +445,22 @@ class SqlPhase:
         names = self.folders.by_name()
         out = self._files_report(rows, mine, names)
         if deep:
-            out["check"] = self._check(rows, [f for f in mine if f.name not in rows])
+            out["check"] = self._check(rows, _todo(rows, mine))
         return out
 
     def _check(self, rows: dict[str, Row], todo: list[SqlFile]) -> dict[str, Any]:
         """What `pending` would make of this: the same refusals (changed, half-applied: 5; syntax, transaction
-        control: 4), else whether anything would be applied."""
+        control: 4; a misplaced directive: 2), else whether anything would be applied or re-run."""
         try:
             self._validate(rows)
             self._check_order(rows, None)
             self._parse(todo)
-        except (IntegrityRefusal, MigrationFailed) as e:
+        except (ConfigError, IntegrityRefusal, MigrationFailed) as e:
             return check_verdict(e.code, e.error_code, e.message)
         if todo:
-            return check_verdict(PENDING_EXIT, "PENDING", f"{len(todo)} file(s) to apply")
+            reruns = sum(f.name in rows for f in todo)
+            note = f" ({reruns} of them repeatable, changed, to re-run)" if reruns else ""
+            return check_verdict(PENDING_EXIT, "PENDING", f"{len(todo)} file(s) to apply{note}")
         return check_verdict(0, None, "nothing to apply")
 
     def _files_report(
@@ -432,13 +475,10 @@ class SqlPhase:
                 rows[f.name].history() for f in mine if f.name in rows and rows[f.name].status == APPLIED
             ],
             "pending": [f.name for f in mine if f.name not in rows],
-            "changed": [
-                f.name
-                for f in mine
-                if f.name in rows
-                and rows[f.name].status == APPLIED
-                and not checksum_matches(rows[f.name].checksum, f)
-            ],
+            # repeatable files applied in another version: `migrate` runs them again, in folder order
+            "rerun": [f.name for f in mine if f.repeatable and _changed(rows, f)],
+            "changed": [f.name for f in mine if not f.repeatable and _changed(rows, f)],
+            "repeatable": [f.name for f in mine if f.repeatable],
             "half_applied": [
                 {"file": f.name, "done": rows[f.name].statements_done, "total": rows[f.name].statements_total}
                 for f in mine
@@ -517,6 +557,18 @@ _LOCK_GONE = (
 _ROLLED_BACK = (
     "The file's transaction was rolled back: nothing from it was applied. Fix the file and run again."
 )
+
+
+def _changed(rows: dict[str, Row], f: SqlFile) -> bool:
+    """Whether `f` is recorded as applied in another version."""
+    row = rows.get(f.name)
+    return row is not None and row.status == APPLIED and not checksum_matches(row.checksum, f)
+
+
+def _todo(rows: dict[str, Row], mine: list[SqlFile]) -> list[SqlFile]:
+    """What `migrate` runs, in folder order: files without a row, and repeatable files recorded in another version
+    (a plain file in another version is refused before this matters)."""
+    return [f for f in mine if f.name not in rows or (f.repeatable and _changed(rows, f))]
 
 
 def _ms(t0: float) -> int:

@@ -123,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                 help="replace the process with Directus after the phases (refused as PID 1: exit 2)",
             )
     for verb, text in (
-        ("status", "per phase: applied, pending, changed, half-applied and orphaned files"),
+        (
+            "status",
+            "per phase: applied, pending, re-run (repeatable, changed), changed, half-applied and orphaned files",
+        ),
         ("plan", "what `migrate` would do now, changing nothing"),
         ("lint", "offline checks of the SQL folders and the snapshot, no database"),
     ):

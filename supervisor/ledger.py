@@ -196,6 +196,8 @@ class Ledger:
         phase: str,
         lock: PhaseLock,
         started_us: str = _TRANSACTION_START_US,
+        *,
+        repeatable: bool = False,
     ) -> str:
         """SQL that records a fully applied file and commits its transaction, to append to the file's last statement.
 
@@ -213,14 +215,25 @@ class Ledger:
         the transaction's start, is right for a file sent on its own; in a batch Postgres takes `now()` from the
         start of the whole message, so the batch passes a value it stored at the file's BEGIN (phases.sql_batch).
         `applied_at` is the moment the row is written, per file, for the same reason.
+
+        A `repeatable` file's row is written over when the file re-runs (its new checksum, time, duration and host),
+        in the same transaction as the file: a re-run that fails leaves the old row, like the old version, in place.
+        A plain file's row is a plain INSERT, so a second record of it fails on the primary key.
         """
+        upsert = (
+            " ON CONFLICT (filename) DO UPDATE SET checksum = EXCLUDED.checksum, phase = EXCLUDED.phase, "
+            "duration_ms = EXCLUDED.duration_ms, applied_at = EXCLUDED.applied_at, applied_by = EXCLUDED.applied_by, "
+            "status = EXCLUDED.status, statements_done = NULL, statements_total = NULL"
+            if repeatable
+            else ""
+        )
         return (
             f"{session_reset_sql(self.conn)};\n"
             f"INSERT INTO {self.table} (filename, checksum, phase, duration_ms, applied_at, applied_by, status) "
             f"SELECT {_literal(filename)}, {_literal(checksum)}, {_literal(phase)}, "
             f"pg_catalog.round(({_NOW_US} OPERATOR(pg_catalog.-) {started_us}) OPERATOR(pg_catalog./) 1000)"
             "::pg_catalog.int4, pg_catalog.clock_timestamp(), "
-            f"{_literal(_applied_by())}, CASE WHEN {lock.on_holder()} THEN '{APPLIED}' END;\n"
+            f"{_literal(_applied_by())}, CASE WHEN {lock.on_holder()} THEN '{APPLIED}' END{upsert};\n"
             "COMMIT"
         )
 
@@ -232,11 +245,15 @@ class Ledger:
         """Whether `exc` was raised on the tracking table itself."""
         return getattr(exc, "table_name", None) == self.name.split(".")[-1].lower()
 
-    async def durations(self, filenames: list[str]) -> dict[str, int]:
-        """`duration_ms` of the given files that are recorded (a batch's committed files)."""
+    async def durations(self, files: dict[str, str]) -> dict[str, int]:
+        """`duration_ms` of the given files (`{filename: checksum}`) that are recorded with that checksum: a batch's
+        committed files. The checksum tells a repeatable file re-run by this batch from its row of an earlier run."""
         rows = await self.conn.fetch(
-            f"SELECT filename, duration_ms FROM {self.table} WHERE filename = ANY($1::pg_catalog.text[])",
-            filenames,
+            f"SELECT t.filename, t.duration_ms FROM {self.table} AS t, "
+            "unnest($1::pg_catalog.text[], $2::pg_catalog.text[]) AS u(filename, checksum) "
+            "WHERE t.filename OPERATOR(pg_catalog.=) u.filename AND t.checksum OPERATOR(pg_catalog.=) u.checksum",
+            list(files),
+            list(files.values()),
         )
         return {r["filename"]: r["duration_ms"] for r in rows}
 

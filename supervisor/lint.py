@@ -11,6 +11,9 @@ Findings (one per line, `file:line:col: severity: message`):
 - psql-only syntax (`\\i file`, `\\copy`, other meta-commands, `COPY ... FROM stdin` with inline rows): error, since
   the supervisor sends SQL to the server, not through psql;
 - a statement that cannot run in a transaction, in a file without `-- supervisor: no-transaction`: error;
+- directives: an unknown or misspelt `-- supervisor:` directive on the first line, `repeatable` combined with
+  `no-transaction`, or a `-- supervisor:` comment on a later line (ignored by the runner): error (the runner refuses
+  each too, exit 2);
 - transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) where it would break the file's own
   transaction or its progress records: error (the runner refuses the file); a no-op COMMIT/ROLLBACK in a
   no-transaction file: warning;
@@ -29,7 +32,17 @@ from supervisor.errors import ConfigError, SupervisorError
 from supervisor.lint_psql import COPY_STDIN, parse_without_psql
 from supervisor.settings import Settings
 from supervisor.snapshot import load_snapshot, needs_system_fields, parse_version
-from supervisor.sqlfile import SqlFile, classify, location, read_sql_file, session_leak, sql_paths, unreadable
+from supervisor.sqlfile import (
+    SqlFile,
+    classify,
+    directive_problem,
+    location,
+    misplaced_directives,
+    read_sql_file,
+    session_leak,
+    sql_paths,
+    unreadable,
+)
 from supervisor.sqlwords import sql_words
 
 __all__ = ["Finding", "lint"]
@@ -145,6 +158,9 @@ def _parse(f: SqlFile, findings: list[Finding]) -> _Parsed | None:
         findings.append(_at(f, offset, "error", f"syntax error: {e.args[0]}"))
         return None
     findings += [_at(f, offset, "error", message) for offset, message in psql]
+    if why := directive_problem(f):
+        findings.append(Finding(str(f.path), 1, 1, "error", why))
+    findings += [_at(f, offset, "error", message) for offset, message in misplaced_directives(f)]
     if not stmts and not psql:
         findings.append(
             Finding(str(f.path), 1, 1, "error", "the file has no SQL statement; delete it or add one")
@@ -416,7 +432,11 @@ def _transactions(p: _Parsed, findings: list[Finding]) -> None:
         return
     for raw in p.stmts:
         reason = _no_transaction_reason(raw.stmt)
-        if reason:
+        if reason and p.file.repeatable:
+            findings.append(_at(p.file, raw.stmt_location, "error", (
+                f"{reason} cannot run inside a transaction, and a repeatable file runs in one (with its tracking "
+                "row); move it to a file of its own whose first line is `-- supervisor: no-transaction`")))  # fmt: skip
+        elif reason:
             findings.append(_at(p.file, raw.stmt_location, "error", (
                 f"{reason} cannot run inside a transaction; put `-- supervisor: no-transaction` on the file's first "
                 "line (the supervisor then runs its statements one by one, recording progress)")))  # fmt: skip

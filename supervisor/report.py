@@ -16,19 +16,21 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    cols = ("applied", "pending", "changed", "half_applied", "orphaned")
+    cols = ("applied", "pending", "rerun", "changed", "half_applied", "orphaned")
     lines = [f"{'PHASE':<14}" + "".join(f"{c.upper():>14}" for c in cols)]
     details: list[str] = []
     for p in report["phases"]:
         if "applied" not in p:
             lines.append(f"{p['phase']:<14}  {_phase_summary(p)}")
             continue
-        lines.append(f"{p['phase']:<14}" + "".join(f"{len(p[c]):>14}" for c in cols))
+        lines.append(f"{p['phase']:<14}" + "".join(f"{len(p.get(c, ())):>14}" for c in cols))
         for c in cols[1:]:
-            for item in p[c]:
+            for item in p.get(c, ()):
                 name = (
                     item["file"] + f" ({item['done']}/{item['total']} statements)"
                     if isinstance(item, dict)
+                    else f"{item} ({_RERUN})"
+                    if c == "rerun"
                     else item
                 )
                 details.append(f"  {c:<13} {p['phase']:<12} {name}")
@@ -60,11 +62,19 @@ def print_plan(report: dict[str, Any], *, as_json: bool) -> None:
             out.append(f"{p['phase']:<14}cannot tell: {p['error']}")
         elif "pending" in p:
             problems = [f"{len(p[k])} {k.replace('_', '-')}" for k in ("changed", "half_applied") if p[k]]
-            head = f"{len(p['pending'])} file(s) to apply" if p["pending"] else "nothing to apply"
+            rerun, repeatable = p.get("rerun", []), set(p.get("repeatable", []))
+            todo = sorted(
+                p["pending"] + rerun, key=lambda n: n.encode()
+            )  # folder order: the order they run in
+            head = f"{len(todo)} file(s) to apply" if todo else "nothing to apply"
             out.append(
                 f"{p['phase']:<14}{head}" + (f"; refused first: {', '.join(problems)}" if problems else "")
             )
-            out += [f"{'':<16}{name}" for name in p["pending"]]
+            out += [
+                f"{'':<16}{name}"
+                + (f" ({_RERUN})" if name in rerun else " (repeatable)" if name in repeatable else "")
+                for name in todo
+            ]
         elif not p.get("would_run"):
             out.append(f"{p['phase']:<14}nothing to do")
         else:
@@ -90,6 +100,9 @@ def print_plan(report: dict[str, Any], *, as_json: bool) -> None:
         )
         out.append(f"\ncheck: exit {c['exit_code']}: {head}")
     sys.stdout.write("\n".join(out) + "\n")
+
+
+_RERUN = "repeatable: changed, will re-run"
 
 
 def plan_check(report: dict[str, Any]) -> dict[str, Any]:

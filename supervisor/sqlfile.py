@@ -1,9 +1,10 @@
-"""SQL migration files: discovery, normalisation, checksums, the no-transaction directive, statement splitting,
-transaction control in a file, and error locations. Pure logic, no database.
+"""SQL migration files: discovery, normalisation, checksums, the first-line directives (`no-transaction`,
+`repeatable`), statement splitting, transaction control in a file, and error locations. Pure logic, no database.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -17,14 +18,20 @@ from supervisor.errors import ConfigError, IntegrityRefusal, MigrationFailed
 
 __all__ = [
     "CHECKSUM_PREFIX",
+    "DIRECTIVES",
+    "NO_TRANSACTION",
+    "REPEATABLE",
     "SqlFile",
     "Statement",
     "TransactionControl",
     "check_collisions",
+    "check_directive",
     "checksum_matches",
     "classify",
+    "directive_problem",
     "list_sql_files",
     "location",
+    "misplaced_directives",
     "read_sql_file",
     "require_folder",
     "session_leak",
@@ -36,7 +43,12 @@ __all__ = [
 ]
 
 CHECKSUM_PREFIX = "sha256:"
-_DIRECTIVE = re.compile(r"^\s*--\s*supervisor:\s*no-transaction\s*$", re.IGNORECASE)
+NO_TRANSACTION, REPEATABLE = "no-transaction", "repeatable"
+DIRECTIVES = (NO_TRANSACTION, REPEATABLE)
+# A `-- supervisor: ...` comment line. On the first line it is the file's directive, and must name a known one; on a
+# later line it is ignored by the runner, so it is reported (lint; the runner for a file it is about to run).
+_DIRECTIVE_LINE = re.compile(r"[ \t]*--[ \t]*supervisor[ \t]*:(.*)", re.IGNORECASE)
+_LATER_DIRECTIVE = re.compile(r"\n([ \t]*--[ \t]*supervisor[ \t]*:[^\n]*)", re.IGNORECASE)
 _LEGACY = re.compile(r"[0-9a-f]{64}")  # the old runner's `sha256sum` output
 _BOM = b"\xef\xbb\xbf"
 # Every transaction-control statement starts with one of these words; what else starts with them (PREPARE name AS,
@@ -86,9 +98,22 @@ class SqlFile:
         return CHECKSUM_PREFIX + hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
     @cached_property
+    def directive(self) -> str | None:
+        """The known directive on the first line (`no-transaction` or `repeatable`), else None. An unknown one also
+        reads as None here; `check_directive` refuses it before anything runs."""
+        m = _DIRECTIVE_LINE.fullmatch(_first_line(self.text))
+        value = m.group(1).strip().lower() if m else ""
+        return value if value in DIRECTIVES else None
+
+    @property
     def no_transaction(self) -> bool:
-        """True when the first line is `-- supervisor: no-transaction`."""
-        return bool(_DIRECTIVE.match(self.text.split("\n", 1)[0]))
+        """True when the first line is `-- supervisor: no-transaction` (case and spacing aside)."""
+        return self.directive == NO_TRANSACTION
+
+    @property
+    def repeatable(self) -> bool:
+        """True when the first line is `-- supervisor: repeatable`: the file re-runs whenever its content changes."""
+        return self.directive == REPEATABLE
 
     def statements(self) -> list[Statement]:
         """The file split into statements by the real Postgres parser; a syntax error becomes `MigrationFailed`."""
@@ -111,6 +136,75 @@ class SqlFile:
                 error_code="SQL_SYNTAX",
             ) from e
         return [Statement(self.text[s], s.start) for s in slices]
+
+
+def _first_line(text: str) -> str:
+    end = text.find("\n")
+    return text if end < 0 else text[:end]
+
+
+_DIRECTIVE_FIX = (
+    "A file's first line may be `-- supervisor: no-transaction` (statements that cannot run in a transaction) or "
+    "`-- supervisor: repeatable` (re-run whenever the file changes), or no directive at all."
+)
+
+
+def directive_problem(f: SqlFile) -> str | None:
+    """What is wrong with the first line's `-- supervisor:` directive, or None (no directive, or a known one).
+
+    An unknown or misspelt directive is refused rather than read as a plain file: `repeateable` would otherwise make
+    a file apply-once that its author meant to re-run. The two directives do not combine: a repeatable file re-runs
+    whole, in one transaction with its tracking row, which is what `no-transaction` gives up.
+    """
+    m = _DIRECTIVE_LINE.fullmatch(_first_line(f.text))
+    if not m:
+        return None
+    value = m.group(1).strip().lower()
+    if value in DIRECTIVES:
+        return None
+    words = set(re.split(r"[\s,;+&]+|\band\b", value)) - {""}
+    if {NO_TRANSACTION, REPEATABLE} <= words:
+        return (
+            "a file cannot be both repeatable and no-transaction: a repeatable file re-runs whole, in one "
+            "transaction with its tracking row, so a failure leaves the previous version in place. Move the "
+            "statements that cannot run in a transaction into a no-transaction file of their own."
+        )
+    if not value:
+        return f"`-- supervisor:` names no directive. {_DIRECTIVE_FIX}"
+    close = difflib.get_close_matches(value, DIRECTIVES, n=1, cutoff=0.6)
+    hint = f" Did you mean `-- supervisor: {close[0]}`?" if close else ""
+    return f"unknown directive `{m.group(1).strip()}`.{hint} {_DIRECTIVE_FIX}"
+
+
+def check_directive(f: SqlFile) -> None:
+    """Refuse (exit 2) a file whose first-line directive is unknown, misspelt or combined (`directive_problem`)."""
+    why = directive_problem(f)
+    if why:
+        raise ConfigError(
+            f"{f.path}:1:1: {why} Nothing was applied; `python -m supervisor lint` checks every file's directive.",
+            error_code="BAD_DIRECTIVE",
+        )
+
+
+def misplaced_directives(f: SqlFile) -> list[tuple[int, str]]:
+    """(offset, message) of each `-- supervisor:` comment line after the first: the runner reads directives from
+    the first line only, so such a file would silently run without it. Text in a string or a dollar-quoted body
+    that merely looks like one is told apart by the real Postgres lexer (only when the cheap search finds one)."""
+    # (offset of the `--`, the comment's text)
+    hits = [(f.text.index("--", m.start(1)), m.group(1).strip()) for m in _LATER_DIRECTIVE.finditer(f.text)]
+    if not hits:
+        return []
+    from pglast.parser import scan
+
+    try:
+        comments = {t.start for t in scan(f.text) if t.name == "SQL_COMMENT"}
+    except Exception:  # noqa: BLE001 (a file the lexer cannot read fails its parse; report what the search found)
+        comments = None
+    why = (
+        "is not on the file's first line, so the supervisor ignores it (directives are read from the first line "
+        "only). Move it to line 1, or reword the comment."
+    )
+    return [(offset, f"`{line}` {why}") for offset, line in hits if comments is None or offset in comments]
 
 
 @dataclass(frozen=True, slots=True)

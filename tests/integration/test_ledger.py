@@ -331,7 +331,9 @@ async def test_status_and_plan_read_the_legacy_table_without_changing_it(
         "folder": "db-init",
         "applied": ["001.sql", "002.sql"],
         "pending": ["003.sql"],
+        "rerun": [],
         "changed": ["002.sql"],
+        "repeatable": [],
         "half_applied": [],
         "orphaned": ["000_gone.sql"],
     }
