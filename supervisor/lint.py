@@ -14,6 +14,8 @@ Findings (one per line, `file:line:col: severity: message`):
 - directives: an unknown or misspelt `-- supervisor:` directive on the first line, `repeatable` combined with
   `no-transaction`, or a `-- supervisor:` comment on a later line (ignored by the runner): error (the runner refuses
   each too, exit 2);
+- a repeatable file: a plain CREATE (VIEW, FUNCTION, TRIGGER, TABLE, INDEX, ...) not preceded by a DROP of that
+  name, which fails when the file re-runs: warning;
 - transaction control (BEGIN, COMMIT, ROLLBACK, PREPARE TRANSACTION, ...) where it would break the file's own
   transaction or its progress records: error (the runner refuses the file); a no-op COMMIT/ROLLBACK in a
   no-transaction file: warning;
@@ -120,6 +122,8 @@ def lint(settings: Settings) -> list[Finding]:
     for p in parsed["pre-schema"] + parsed["post-schema"]:
         _transactions(p, findings)
         _copy_from_stdin(p, findings)
+        if p.file.repeatable:
+            _rerun_hazards(p, findings)
     for p in parsed["pre-schema"]:
         for name, offset, what in _references(p, strings=True):
             if name in pre_created:
@@ -414,6 +418,66 @@ def _no_transaction_reason(stmt: Any) -> str | None:
     return name
 
 
+def _created_again(stmt: Any) -> tuple[str, str, str] | None:
+    """(what, name, fix) when `stmt` creates an object and fails once that object exists, else None."""
+    kind = type(stmt).__name__  # by name, not isinstance: pglast's node types have optional fields everywhere
+    if kind == "ViewStmt" and not stmt.replace:
+        return "CREATE VIEW", stmt.view.relname, "CREATE OR REPLACE VIEW"
+    if kind == "CreateFunctionStmt" and not stmt.replace:
+        what = "CREATE PROCEDURE" if stmt.is_procedure else "CREATE FUNCTION"
+        return what, stmt.funcname[-1].sval, what.replace("CREATE", "CREATE OR REPLACE")
+    if kind == "CreateTrigStmt" and not stmt.replace:
+        return "CREATE TRIGGER", stmt.trigname, "CREATE OR REPLACE TRIGGER (PostgreSQL 14 and later)"
+    if kind == "CreateStmt" and not stmt.if_not_exists:
+        return "CREATE TABLE", stmt.relation.relname, "CREATE TABLE IF NOT EXISTS"
+    if kind == "IndexStmt" and not stmt.if_not_exists and stmt.idxname:
+        return "CREATE INDEX", stmt.idxname, "CREATE INDEX IF NOT EXISTS"
+    if kind == "CreateSeqStmt" and not stmt.if_not_exists:
+        return "CREATE SEQUENCE", stmt.sequence.relname, "CREATE SEQUENCE IF NOT EXISTS"
+    if kind == "CreateSchemaStmt" and not stmt.if_not_exists and stmt.schemaname:
+        return "CREATE SCHEMA", stmt.schemaname, "CREATE SCHEMA IF NOT EXISTS"
+    if kind == "CreateTableAsStmt" and not stmt.if_not_exists:
+        what = "CREATE MATERIALIZED VIEW" if "MATVIEW" in str(stmt.objtype) else "CREATE TABLE"
+        return what, stmt.into.rel.relname, f"{what} IF NOT EXISTS"
+    return None
+
+
+def _dropped_names(stmt: Any) -> set[str]:
+    """Every name a DROP statement mentions (any part of a qualified name): enough to tell that a later CREATE of
+    that name follows a DROP ... IF EXISTS and so re-runs cleanly."""
+    from pglast import ast
+
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, ast.String) and node.sval:
+            names.add(node.sval)
+        elif isinstance(node, tuple | list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, ast.ObjectWithArgs):
+            walk(node.objname)
+
+    if isinstance(stmt, ast.DropStmt):
+        walk(stmt.objects)
+    return names
+
+
+def _rerun_hazards(p: _Parsed, findings: list[Finding]) -> None:
+    """A repeatable file re-runs over what its last version created, so a plain CREATE of an object that then
+    exists fails the re-run (exit 4) on some later boot, long after the file was written: warn now. A DROP of the
+    same name earlier in the file makes it safe."""
+    dropped: set[str] = set()
+    for raw in p.stmts:
+        dropped |= _dropped_names(raw.stmt)
+        hit = _created_again(raw.stmt)
+        if hit and hit[1] not in dropped:
+            what, name, fix = hit
+            findings.append(_at(p.file, raw.stmt_location, "warning", (
+                f"{what} {name} fails when this repeatable file re-runs, since {name} exists by then; use {fix}, "
+                f"or drop it first (DROP ... IF EXISTS {name})")))  # fmt: skip
+
+
 def _transactions(p: _Parsed, findings: list[Finding]) -> None:
     from pglast import ast
 
@@ -421,7 +485,7 @@ def _transactions(p: _Parsed, findings: list[Finding]) -> None:
         if isinstance(raw.stmt, ast.TransactionStmt):
             end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(p.file.text)  # 0: to the end
             sql = p.file.text[raw.stmt_location : end]
-            hit = classify(raw.stmt, sql, p.file.no_transaction)
+            hit = classify(raw.stmt, sql, p.file.no_transaction, p.file.repeatable)
             if hit:
                 findings.append(_at(p.file, raw.stmt_location, "error" if hit[1] else "warning", hit[2]))
         end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(p.file.text)

@@ -228,6 +228,11 @@ _REMOVE = (
     "tracking row. If the file really must control transactions itself, put `-- supervisor: no-transaction` on its "
     "first line (its statements then run one by one, each committing on its own)."
 )
+_REMOVE_REPEATABLE = (
+    "Remove it: the supervisor runs a repeatable file whole, in one transaction together with its tracking row, and "
+    "a repeatable file cannot be no-transaction. Move statements that must control transactions themselves to a "
+    "file of their own whose first line is `-- supervisor: no-transaction`."
+)
 _IN_BLOCK = (
     "needs a transaction block, but in a no-transaction file each statement runs on its own, so it would fail or do "
     "nothing at run time"
@@ -249,7 +254,9 @@ _NT_FIX = (
 )
 
 
-def _classify(kind: int, chain: bool, first: str, no_transaction: bool) -> tuple[str, bool, str] | None:
+def _classify(
+    kind: int, chain: bool, first: str, no_transaction: bool, repeatable: bool = False
+) -> tuple[str, bool, str] | None:
     """(command, refused, message) for a TransactionStmt of `kind` (pglast's TransactionStmtKind), or None when it is
     harmless here.
 
@@ -269,10 +276,11 @@ def _classify(kind: int, chain: bool, first: str, no_transaction: bool) -> tuple
     }  # fmt: skip
     command = names[kind] + (" AND CHAIN" if chain else "")
     if not no_transaction:
+        remove = _REMOVE_REPEATABLE if repeatable else _REMOVE
         if kind in (0, 1):
-            return command, True, f"{command} {_OPENS}. {_REMOVE}"
+            return command, True, f"{command} {_OPENS}. {remove}"
         if kind in (2, 3, 7):
-            return command, True, f"{command} {_ENDS}. {_REMOVE}"
+            return command, True, f"{command} {_ENDS}. {remove}"
         if kind in (8, 9):
             return command, True, f"{command} {_NOT_IN_BLOCK}"
         return None  # SAVEPOINT, RELEASE, ROLLBACK TO: nested inside the file's transaction
@@ -297,7 +305,7 @@ def transaction_control(f: SqlFile, stmts: list[Statement]) -> list[TransactionC
             continue
         node = parse_sql(stmt.sql)[0].stmt
         if isinstance(node, ast.TransactionStmt):
-            hit = classify(node, stmt.sql, f.no_transaction)
+            hit = classify(node, stmt.sql, f.no_transaction, f.repeatable)
             if hit:
                 found.append(TransactionControl(stmt.offset, *hit))
     return found
@@ -370,10 +378,13 @@ def session_leaks(stmts: list[Statement]) -> list[tuple[int, str]]:
     return found
 
 
-def classify(node: Any, sql: str, no_transaction: bool) -> tuple[str, bool, str] | None:
+def classify(
+    node: Any, sql: str, no_transaction: bool, repeatable: bool = False
+) -> tuple[str, bool, str] | None:
     """(command, refused, message) for a pglast `TransactionStmt` whose text is `sql`, or None when harmless."""
     word = _WORD.match(sql, _code_start(sql))
-    return _classify(int(node.kind), bool(node.chain), word.group().upper() if word else "", no_transaction)
+    first = word.group().upper() if word else ""
+    return _classify(int(node.kind), bool(node.chain), first, no_transaction, repeatable)
 
 
 def _code_start(sql: str) -> int:

@@ -97,7 +97,7 @@ def test_lint_reports_each_directive_problem_at_its_place(tmp_path: Path):
     project.pre("001.sql", "-- supervisor: repeateable\nCREATE OR REPLACE VIEW v AS SELECT 1;")
     project.pre("002.sql", "-- supervisor: repeatable no-transaction\nSELECT 1;")
     project.pre("003.sql", "-- my views\n-- supervisor: repeatable\nCREATE OR REPLACE VIEW w AS SELECT 1;")
-    project.pre("004.sql", "-- supervisor: repeatable\nCREATE TABLE t (id int);\nVACUUM t;")
+    project.pre("004.sql", "-- supervisor: repeatable\nCREATE TABLE IF NOT EXISTS t (id int);\nVACUUM t;")
     project.pre("005.sql", "-- supervisor: repeatable\nCREATE OR REPLACE VIEW x AS SELECT 1;")
     found = project.lint()
     assert found[0].startswith("db-init/001.sql:1:1: error: unknown directive `repeateable`. Did you mean")
@@ -111,3 +111,46 @@ def test_lint_reports_each_directive_problem_at_its_place(tmp_path: Path):
         "db-init/004.sql:3:1: error: VACUUM/ANALYZE cannot run inside a transaction, and a repeatable file runs in one"
     )
     assert len(found) == 4, found  # 005.sql is clean
+
+
+def test_lint_warns_of_creates_that_fail_when_a_repeatable_file_re_runs(tmp_path: Path):
+    """A plain CREATE of a view, function, trigger, table, index, sequence or schema fails the second run of a
+    repeatable file; lint warns at the statement with the fix. OR REPLACE, IF NOT EXISTS, or a DROP of the same
+    name earlier in the file re-run cleanly, and a plain file is not warned."""
+    project = Project(tmp_path)
+    project.pre("001.sql", (
+        "-- supervisor: repeatable\n"
+        "CREATE VIEW v AS SELECT 1;\n"
+        "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1';\n"
+        "CREATE TRIGGER trg AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION g();\n"
+        "CREATE INDEX t_i ON t (id);\n"
+        "CREATE SCHEMA reports;\n"
+        "DROP VIEW IF EXISTS w;\n"
+        "CREATE VIEW w AS SELECT 2;\n"
+        "CREATE OR REPLACE VIEW x AS SELECT 3;\n"
+        "CREATE INDEX IF NOT EXISTS t_j ON t (id);\n"
+    ))  # fmt: skip
+    project.pre("002.sql", "CREATE VIEW plain AS SELECT 1;")
+    found = project.lint()
+    assert [line.split(": warning: ")[0] for line in found] == [
+        "db-init/001.sql:2:1", "db-init/001.sql:3:1", "db-init/001.sql:4:1", "db-init/001.sql:5:1",
+        "db-init/001.sql:6:1",
+    ], found  # fmt: skip
+    assert found[0].endswith(
+        "CREATE VIEW v fails when this repeatable file re-runs, since v exists by then; use CREATE OR REPLACE VIEW, "
+        "or drop it first (DROP ... IF EXISTS v)"
+    )
+    assert "CREATE OR REPLACE FUNCTION" in found[1]
+    assert "CREATE OR REPLACE TRIGGER" in found[2]
+
+
+def test_transaction_control_in_a_repeatable_file_is_not_told_to_become_no_transaction():
+    """The fix offered for a COMMIT in a repeatable file cannot be the no-transaction directive, which a
+    repeatable file may not have."""
+    from supervisor.sqlfile import transaction_control
+
+    f = _f("-- supervisor: repeatable\nCREATE OR REPLACE VIEW v AS SELECT 1;\nCOMMIT;")
+    [hit] = transaction_control(f, f.statements())
+    assert hit.refused
+    assert "a repeatable file cannot be no-transaction" in hit.message
+    assert "put `-- supervisor: no-transaction` on its first line" not in hit.message
