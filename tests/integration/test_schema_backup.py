@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import Database, Layout, Result, supervise
+from tests.conftest import ROOT, Database, Layout, Result, supervise
 from tests.integration.test_schema_guard import FAKE, SNAPSHOT, _installed
 
 DIFF = """[12:00:00.000] INFO: Extensions loaded
@@ -173,6 +173,21 @@ async def test_deleted_table_and_columns_are_copied_before_the_drop_and_restore_
     text = await supervise("status", env=env, cwd=layout.root)
     assert f"supervisor_backup.{name_copy}" in text.stdout
     assert "public.vehicles.name" in text.stdout and "3 row(s)" in text.stdout
+
+    # The documented clean-up of backups older than 30 days drops exactly those, with their index rows.
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    cleanup = docs.split("or every backup older than 30 days:\n\n```sql\n", 1)[1].split("```", 1)[0]
+    await conn.execute(cleanup)
+    assert len(await _backup_tables(conn)) == 4
+    await conn.execute(
+        "UPDATE supervisor_backup.backups SET created_at = created_at - interval '31 days' "
+        "WHERE source_table = 'legacy'"
+    )
+    await conn.execute(cleanup)
+    assert sorted(await _backup_tables(conn)) == sorted(
+        ["backups", name_copy, index["public.pairs.extra"]["backup"]]
+    )
+    assert await conn.fetchval("SELECT count(*) FROM supervisor_backup.backups") == 2
 
 
 async def test_a_backup_that_cannot_be_made_stops_the_apply_with_nothing_dropped(
