@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from supervisor.db import QUIET, application_name, is_connection_loss
+from supervisor.db import QUIET, application_name, is_connection_loss, rollback
 from supervisor.errors import SchemaRefusal, SupervisorError
 from supervisor.privileges import create_schema, privilege_refused, quote_ident
 from supervisor.schemadiff import Change
@@ -245,18 +245,23 @@ async def keep_backups(
     taken: set[str] = set()
     kept: list[dict[str, Any]] = []
     current: Item | None = None
-    try:
-        async with conn.transaction(isolation="repeatable_read"):
+    if plan.items:
+        try:
+            # REPEATABLE READ: each copy and the counts that check it see the same rows.
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             await conn.execute(QUIET)
             await create_schema(conn, BACKUP_SCHEMA)
             await conn.execute(_CREATE_INDEX)
             for item in plan.items:
                 current = item
                 kept.append(await _copy(conn, item, run_id, taken, snapshot_checksum, directus_version))
-    except asyncpg.PostgresError as e:
-        if is_connection_loss(e):
+            await conn.execute("COMMIT")
+        except BaseException as e:
+            if not conn.is_closed() and conn.is_in_transaction():
+                await rollback(conn)  # also when cancelled by a signal: no half backup stays
+            if isinstance(e, asyncpg.PostgresError) and not is_connection_loss(e):
+                raise _failed(e, current, await conn.fetchval("SELECT current_user")) from e
             raise
-        raise _failed(e, current, await conn.fetchval("SELECT current_user")) from e
     for row in kept:
         log.warning(
             "schema.backup_kept",
@@ -268,6 +273,8 @@ async def keep_backups(
         )
     for change, why in plan.nothing.items():
         log.info("schema.backup_nothing_to_keep", change=change, reason=why)
+    if not kept:
+        return kept
     log.info(
         "schema.backup_finished",
         schema=BACKUP_SCHEMA,

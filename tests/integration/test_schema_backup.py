@@ -23,6 +23,7 @@ Fields:
   - Delete pairs.extra
   - Delete events.vehicles
 """
+HEAD_FIELDS = "[12:00:00.000] INFO: Extensions loaded\nThe following changes will be applied:\n\nFields:\n"
 DROPS = "DROP TABLE legacy; ALTER TABLE vehicles DROP COLUMN name; ALTER TABLE pairs DROP COLUMN extra;"
 
 
@@ -268,3 +269,22 @@ async def test_a_column_of_a_table_without_primary_key_is_refused_before_anythin
     assert not _applied(tmp_path)
     assert await conn.fetchval("SELECT to_regnamespace('supervisor_backup')") is None
     assert await conn.fetchval("SELECT count(extra) FROM pairs") == 2
+
+
+async def test_an_index_drop_alone_copies_nothing_and_creates_no_backup_schema(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+) -> None:
+    """An allowed diff that only drops an index loses no stored value: the apply runs, the log says there was
+    nothing to copy, and no supervisor_backup schema is created (a role without CREATE on the database is fine)."""
+    await _content(conn)
+    env = _setup(
+        db, layout, tmp_path, HEAD_FIELDS + "  - Update vehicles.plate\n    - Set is_indexed to false\n"
+    )
+    (tmp_path / "apply.sql").write_text("SELECT 1")
+    r = await _migrate(env, layout)
+    assert r.code == 0, r.stderr
+    assert _applied(tmp_path)
+    [nothing] = r.events("schema.backup_nothing_to_keep")
+    assert nothing["change"] == "Update field vehicles.plate (Set is_indexed to false)"
+    assert not r.events("schema.backup_kept") and not r.events("schema.backup_finished")
+    assert await conn.fetchval("SELECT to_regnamespace('supervisor_backup')") is None
