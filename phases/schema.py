@@ -19,7 +19,8 @@ import asyncpg
 
 from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
 from phases.bootstrap import NOT_INSTALLED, DirectusInstall, NamedStep, bootstrap_reason, ensure_bootstrapped
-from supervisor.backup import keep_backups, plan_backups
+from supervisor.backup import plan_backups
+from supervisor.backup_keep import keep_backups
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal, SupervisorError
 from supervisor.lock import PhaseLock

@@ -288,3 +288,28 @@ async def test_an_index_drop_alone_copies_nothing_and_creates_no_backup_schema(
     assert nothing["change"] == "Update field vehicles.plate (Set is_indexed to false)"
     assert not r.events("schema.backup_kept") and not r.events("schema.backup_finished")
     assert await conn.fetchval("SELECT to_regnamespace('supervisor_backup')") is None
+
+
+async def test_a_type_change_keeps_the_old_values_first(
+    db: Database, conn: asyncpg.Connection, layout: Layout, tmp_path: Path
+) -> None:
+    """A type change rewrites the column (an Update of max_length) or drops and re-creates it (Delete + Create of
+    the same field): either way the column's values are copied with the key before the apply."""
+    await _content(conn)
+    diff = (
+        HEAD_FIELDS + "  - Create pairs.extra\n  - Update vehicles.name\n    - Set max_length to 10\n"
+        "  - Delete pairs.extra\n"
+    )
+    env = _setup(db, layout, tmp_path, diff)
+    (tmp_path / "apply.sql").write_text(
+        "ALTER TABLE vehicles ALTER COLUMN name TYPE varchar(10); ALTER TABLE pairs DROP COLUMN extra; "
+        "ALTER TABLE pairs ADD COLUMN extra integer"
+    )
+    r = await _migrate(env, layout)
+    assert r.code == 0, r.stderr
+    kept = {e["source"]: (e["rows"], e["change"]) for e in r.events("schema.backup_kept")}
+    assert kept == {
+        "public.vehicles.name": (3, "Update field vehicles.name (Set max_length to 10)"),
+        "public.pairs.extra": (2, "Delete field pairs.extra"),
+    }
+    assert await conn.fetchval("SELECT count(extra) FROM pairs") == 0

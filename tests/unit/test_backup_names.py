@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.backup import Item, _name, restore_sql
+from supervisor.backup import Item, backup_name, restore_sql
 
 
 def test_long_names_keep_their_stamp_within_63_bytes_and_never_repeat() -> None:
@@ -10,12 +10,12 @@ def test_long_names_keep_their_stamp_within_63_bytes_and_never_repeat() -> None:
     stamp and id stay whole, and two sources that shorten alike still get distinct names."""
     taken: set[str] = set()
     suffix = "20261130T121405_a1b2c3"
-    first = _name(["ä" * 40, "c" * 40], suffix, taken)
-    second = _name(["ä" * 40, "c" * 41], suffix, taken)
+    first = backup_name(["ä" * 40, "c" * 40], suffix, taken)
+    second = backup_name(["ä" * 40, "c" * 41], suffix, taken)
     assert len(first.encode()) <= 63 and len(second.encode()) <= 63
     assert first.endswith("__" + suffix) and second.endswith("__" + suffix + "_1")
     assert first != second
-    assert _name(["vehicles", "name"], suffix, taken) == "vehicles__name__" + suffix
+    assert backup_name(["vehicles", "name"], suffix, taken) == "vehicles__name__" + suffix
 
 
 def test_restore_sql_quotes_every_name() -> None:
