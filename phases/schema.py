@@ -19,6 +19,8 @@ import asyncpg
 
 from phases.base import PENDING_EXIT, PhaseContext, Step, check_verdict
 from phases.bootstrap import NOT_INSTALLED, DirectusInstall, NamedStep, bootstrap_reason, ensure_bootstrapped
+from supervisor.backup import plan_backups
+from supervisor.backup_keep import keep_backups
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal, SupervisorError
 from supervisor.lock import PhaseLock
@@ -173,6 +175,8 @@ class SchemaPhase:
                 )
             for change in destructive:
                 ctx.log.warning("schema.destructive_allowed", change=change.describe())
+            if destructive:
+                fields["backups"] = await self._keep(ctx, destructive, version)
             result = await run_cli(
                 ctx.settings, ["schema", "apply", "--yes", str(snap.path.absolute())], ctx.log, lock=ctx.lock
             )
@@ -195,6 +199,21 @@ class SchemaPhase:
             self.name, version, snap.checksum, duration_ms
         )
         return {**fields, "duration_ms": duration_ms}
+
+    async def _keep(self, ctx: PhaseContext, destructive: list[Change], version: str) -> int:
+        """Copy what the apply will drop into supervisor_backup first (supervisor.backup); a copy that cannot be
+        made stops the apply here, before anything is dropped. Returns the number of copies."""
+        plan = await plan_backups(ctx.conn, destructive)
+        if plan.refusals:
+            raise plan.refusal(self.snapshot.path)
+        kept = await keep_backups(
+            ctx.conn,
+            plan,
+            snapshot_checksum=self.snapshot.checksum,
+            directus_version=version,
+            log=ctx.log,
+        )
+        return len(kept)
 
     async def _refusal(
         self,
@@ -271,11 +290,13 @@ class SchemaPhase:
                 "field index drops from a snapshot made on a database still on the old migrations)"
             )
         diff = await dry_run(self.settings, self.snapshot, log)
+        backups = await plan_backups(conn, diff.destructive)
         changes = [
             {
                 "change": c.describe(),
                 "destructive": c.destructive_reason,
                 "rows_at_risk": await _rows_at_risk(conn, c),
+                **({"backup": backups.note(c)} if c.destructive_reason else {}),
             }
             for c in diff.changes
         ]
@@ -285,6 +306,9 @@ class SchemaPhase:
             out["check"] = check_verdict(
                 SchemaRefusal.exit_code, "SCHEMA_DESTRUCTIVE", await self._refusal(conn, diff.destructive)
             )
+        elif backups.refusals:
+            refusal = backups.refusal(self.snapshot.path)
+            out["check"] = check_verdict(refusal.code, refusal.error_code, refusal.message)
         return out
 
 

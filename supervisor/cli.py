@@ -63,7 +63,7 @@ _SWITCHES = (
     (
         "--allow-destructive-schema",
         "SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA",
-        "let schema-apply drop collections, fields or indexes",
+        "let schema-apply drop collections, fields or indexes (copied into supervisor_backup first)",
     ),
     ("--force", "SUPERVISOR_FORCE", "do not skip schema-apply or bootstrap on a warm boot"),
 )

@@ -45,10 +45,27 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
             0, f"  {'PHASE':<12} {'APPLIED FILE':<40} {'APPLIED AT':<33} {'APPLIED BY':<24} DURATION"
         )
     out = "\n".join(lines)
-    for block in (details, history):
+    for block in (details, history, _backups(report)):
         out += "\n\n" + "\n".join(block) if block else ""
     out += "\n"
     sys.stdout.write(out)
+
+
+def _backups(report: dict[str, Any]) -> list[str]:
+    """The copies an allowed destructive apply kept (supervisor.backup), one line each."""
+    lines = [
+        f"  {b['backup']:<60} {b['created_at']:<33} {b['kind']:<7} {b['source']:<36} {b['rows']} row(s)"
+        + ("" if b["present"] else "  MISSING (dropped by hand? delete its index row)")
+        for b in report.get("backups", [])
+    ]
+    if lines:
+        lines.insert(0, f"  {'BACKUP':<60} {'KEPT AT':<33} {'KIND':<7} {'SOURCE':<36} ROWS")
+        lines.append(
+            "  restore SQL: SELECT backup, restore_sql FROM supervisor_backup.backups;  (docs/operations.md)"
+        )
+    if report.get("backups_error"):
+        lines.append(f"  backups: {report['backups_error']}")
+    return lines
 
 
 def print_plan(report: dict[str, Any], *, as_json: bool) -> None:
@@ -86,6 +103,8 @@ def print_plan(report: dict[str, Any], *, as_json: bool) -> None:
             for c in p.get("diff") or []:
                 mark = f"  ! {c['destructive']}{c['rows_at_risk']}" if c["destructive"] else ""
                 out.append(f"{'':<16}{c['change']}{mark}")
+                if c.get("backup"):
+                    out.append(f"{'':<18}backup: {c['backup']}")
             if p.get("refused"):
                 out.append(f"{'':<16}REFUSED without SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA (exit 7)")
         check = p.get("check") or {}

@@ -13,6 +13,7 @@ from structlog.contextvars import bound_contextvars
 from structlog.typing import FilteringBoundLogger
 
 from phases.base import Outcome, Phase, PhaseContext, check_verdict
+from supervisor.backup import list_backups
 from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
 from supervisor.ledger import Ledger
@@ -98,7 +99,14 @@ async def collect_status(
             reports = [await _report(phase, conn, deep, bool(settings.directus_cmd)) for phase in phases]
         except asyncpg.InsufficientPrivilegeError as e:
             raise _denied(e, settings, "read its tables") from e
-    return {"tracking_table": settings.tracking_table, "phases": reports}
+        out: dict[str, Any] = {"tracking_table": settings.tracking_table, "phases": reports}
+        try:
+            out["backups"] = await list_backups(conn)
+        except asyncpg.InsufficientPrivilegeError as e:
+            # The copies of dropped data are not needed to report the phases: say why they are missing.
+            out["backups"] = []
+            out["backups_error"] = f"cannot read supervisor_backup.backups: {e}"
+    return out
 
 
 def _denied(e: asyncpg.PostgresError, settings: Settings, what: str) -> SupervisorError:

@@ -128,7 +128,9 @@ async def test_destructive_snapshot_is_refused_with_data_intact_then_applied_whe
     schema = next(p for p in json.loads(plan.stdout)["phases"] if p["phase"] == "schema-apply")
     assert schema["refused"] is True
     assert {"change": "Delete field vehicles.name", "destructive": "drops the column",
-            "rows_at_risk": " (2 row(s) hold data)"} in schema["diff"]  # fmt: skip
+            "rows_at_risk": " (2 row(s) hold data)",
+            "backup": "copied first into supervisor_backup: column public.vehicles.name with its primary key (id)",
+            } in schema["diff"]  # fmt: skip
     check = await supervise("plan", "--check", "--json", env=fleet.env(), cwd=project, timeout=240)
     assert check.code == 7, check.stderr  # what migrate does next
     verdict = json.loads(check.stdout)["check"]
