@@ -200,6 +200,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logsetup.add_secrets(settings.secrets())
         for event, fields in settings.warnings:
             log.warning(event, **fields)
+        if "start" in names and settings.pm2_instances != 1:  # a missing pm2 fails now, not after the phases
+            from supervisor import pm2
+
+            pm2.plan(settings.directus_argv(), settings.pm2_instances, env)
+            for event, details in pm2.warnings(env, settings.stop_timeout):
+                log.warning(event, **details)
         result = run_routed(lambda: _dispatch(args, names, settings, log), log)
     except SupervisorError as e:
         first, _, rest = e.message.partition("\n")

@@ -1,0 +1,227 @@
+"""PM2_INSTANCES above 1: Directus workers in pm2-runtime's cluster mode (the real pm2 7.0.4 from npm, a Node
+stand-in for Directus: tests/pm2_standin.cjs). Every worker runs, and signals, the exit status and the stop timeout
+apply to the whole group; a missing pm2 or a bad PM2_INSTANCES is an exit 2 before any phase."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from supervisor import pm2
+from tests.conftest import ROOT, STANDIN, Database, Layout, finish, start_supervisor, supervise, wait_for_text
+from tests.pg import free_port
+from tests.pm2_install import install_pm2, pm2_env
+
+NODE_STANDIN = f"node {ROOT / 'tests' / 'pm2_standin.cjs'}"
+
+
+@pytest.fixture(scope="module")
+def pm2_bin() -> Path:
+    """The folder holding the pinned pm2-runtime."""
+    return install_pm2()
+
+
+def _env(pm2_bin: Path, tmp_path: Path, log: Path, **extra: str) -> dict[str, str]:
+    return {
+        **pm2_env(pm2_bin, tmp_path / "pm2-home"),
+        "SUPERVISOR_DIRECTUS_CMD": NODE_STANDIN,
+        "STANDIN_LOG": str(log),
+        "SUPERVISOR_LOG_FORMAT": "json",
+        "PORT": str(free_port()),
+        **extra,
+    }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
+
+
+def _ppid_pgid(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]), int(fields[2])
+
+
+def _text(log: Path) -> str:
+    return log.read_text() if log.exists() else ""
+
+
+async def _workers_ready(log: Path, count: int) -> list[int]:
+    """The pids of `count` stand-in workers once each has said it is ready."""
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        ready = [int(p) for p in re.findall(r"^ready pid=(\d+)$", _text(log), re.MULTILINE)]
+        if len(ready) >= count:
+            return ready
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} workers never became ready: {_text(log)!r}")
+
+
+async def _gone(pids: list[int], timeout: float = 5) -> list[int]:  # noqa: ASYNC109
+    """The pids still running after `timeout` seconds (none, once they have all stopped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            break
+        await asyncio.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 (a loopback http URL of the test)
+        return str(r.read().decode())
+
+
+async def test_three_workers_run_in_cluster_mode_and_term_stops_them_all(
+    pm2_bin: Path, layout: Layout, tmp_path: Path
+):
+    """PM2_INSTANCES=3: three Directus workers, children of pm2-runtime (which took the worker's pid, in a process
+    group of its own), share one port and get the CLI entry's arguments (`start`, after pm2-runtime's own: as in
+    the official image). TERM is forwarded to pm2-runtime, which stops every worker (SIGINT) and exits 0; the
+    supervisor exits 0 with it, well within the stop timeout."""
+    log = tmp_path / "log"
+    env = _env(pm2_bin, tmp_path, log, PM2_INSTANCES="3", SUPERVISOR_STOP_TIMEOUT="20")
+    proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    pids = await _workers_ready(log, 3)
+    assert len(set(pids)) == 3
+    runtime = _ppid_pgid(pids[0])[0]
+    assert {_ppid_pgid(p) for p in pids} == {(runtime, runtime)}
+    assert _ppid_pgid(runtime) == (proc.pid, runtime)
+    assert (await asyncio.to_thread(_get, f"http://127.0.0.1:{env['PORT']}/")).startswith("pong ")
+    started = re.findall(r"^started .* args=(\S+) handed=(\w+)$", _text(log), re.MULTILINE)
+    assert started == [(f'["start","{pm2.CONFIG}","start"]', "no")] * 3  # SUPERVISOR_PM2_APP stays with pm2
+
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=30)
+    assert r.code == 0, r.stderr  # pm2-runtime's own status after a stop
+    assert time.monotonic() - t0 < 15
+    assert await _gone([*pids, runtime]) == []
+    assert all(f"signal SIGINT pid={p}" in _text(log) for p in pids)  # pm2 stops each worker with SIGINT
+    forwarded = r.events("signal.forwarded")
+    assert [(e["signal"], e.get("sent"), e.get("to")) for e in forwarded] == [
+        ("SIGTERM", "SIGTERM", "pm2-runtime")
+    ]
+    assert r.events("directus.exec")[0]["pm2_instances"] == 3
+    assert r.events("directus.exited")[0]["exit_code"] == 0
+    assert r.events("directus.killed") == []
+
+
+async def test_a_worker_that_ignores_the_stop_is_killed_with_its_group_after_the_stop_timeout(
+    pm2_bin: Path, layout: Layout, tmp_path: Path
+):
+    """Workers that ignore SIGINT/SIGTERM and a pm2 kill_timeout longer than the supervisor's stop timeout (which
+    is warned about at start-up): after SUPERVISOR_STOP_TIMEOUT the whole group, pm2-runtime and every worker, is
+    SIGKILLed; the supervisor exits 137 and nothing of the group survives."""
+    log = tmp_path / "log"
+    env = _env(
+        pm2_bin, tmp_path, log,
+        PM2_INSTANCES="2", STANDIN_IGNORE_STOP="1", PM2_KILL_TIMEOUT="60000", SUPERVISOR_STOP_TIMEOUT="2",
+    )  # fmt: skip
+    proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    pids = await _workers_ready(log, 2)
+    runtime = _ppid_pgid(pids[0])[0]
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=30)
+    elapsed = time.monotonic() - t0
+    assert r.code == 137, r.stderr
+    assert 2 <= elapsed < 12
+    assert await _gone([*pids, runtime], timeout=1) == []
+    killed = r.events("directus.killed")
+    assert len(killed) == 1
+    assert killed[0]["group"] is True
+    assert r.events("pm2.kill_timeout_too_long")[0]["pm2_kill_timeout_ms"] == 60000
+
+
+async def test_hup_stops_the_group_through_pm2_and_usr2_reaches_every_worker(
+    pm2_bin: Path, layout: Layout, tmp_path: Path
+):
+    """USR2 and WINCH go to each worker, not to pm2-runtime (USR2's default action would end it and orphan the
+    workers); HUP becomes TERM for pm2-runtime, so the group stops in order (exit 0) rather than pm2-runtime
+    dying by the signal with its workers left running."""
+    log = tmp_path / "log"
+    proc = await start_supervisor(
+        "run", "--only", "start", env=_env(pm2_bin, tmp_path, log, PM2_INSTANCES="2"), cwd=layout.root
+    )
+    pids = await _workers_ready(log, 2)
+    runtime = _ppid_pgid(pids[0])[0]
+    proc.send_signal(signal.SIGUSR2)
+    for p in pids:
+        await wait_for_text(log, f"signal SIGUSR2 pid={p}")
+    proc.send_signal(signal.SIGWINCH)
+    for p in pids:
+        await wait_for_text(log, f"signal SIGWINCH pid={p}")
+    assert _alive(runtime)
+    proc.send_signal(signal.SIGHUP)
+    r = await finish(proc, timeout=30)
+    assert r.code == 0, r.stderr
+    assert await _gone([*pids, runtime]) == []
+    forwarded = r.events("signal.forwarded")
+    assert [e["signal"] for e in forwarded] == ["SIGUSR2", "SIGWINCH", "SIGHUP"]
+    assert sorted(forwarded[0]["pids"]) == sorted(pids)
+    assert forwarded[2]["sent"] == "SIGTERM"
+
+
+async def test_without_pm2_on_path_run_exits_2_before_any_phase(layout: Layout, db: Database, tmp_path: Path):
+    """No pm2-runtime on PATH: exit 2 (PM2_MISSING) naming pm2-runtime and how to install it, at start-up: no
+    phase ran, not even the wait for Postgres (the database is left without the supervisor's schema)."""
+    layout.add("pre", "001.sql", "CREATE TABLE t (id int);")
+    (layout.root / "snapshots").mkdir()
+    shutil.copy(ROOT / "snapshots" / "schema.yaml", layout.root / "snapshots")
+    env = db.env(
+        PATH="/usr/bin:/bin", PM2_INSTANCES="2", SUPERVISOR_DIRECTUS_CMD=NODE_STANDIN, PM2_HOME=str(tmp_path)
+    )
+    r = await supervise("run", env=env, cwd=layout.root)
+    assert r.code == 2, r.stderr
+    assert r.failure["error_code"] == "PM2_MISSING"
+    assert "needs pm2-runtime on PATH" in r.failure["error"]
+    assert "npm install --global pm2" in r.failure["error"]
+    assert r.events("db.connected") == [] and r.events("phase.finished") == []
+    conn = await db.connect()
+    try:
+        assert await conn.fetchval(
+            "SELECT to_regclass('public.t') IS NULL AND to_regnamespace('supervisor') IS NULL"
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "3x"])
+async def test_a_bad_pm2_instances_is_exit_2(value: str, layout: Layout, tmp_path: Path):
+    """PM2_INSTANCES that is not a whole number from 1 up (or max) is refused with exit 2, naming the variable."""
+    env = {"PATH": "/usr/bin:/bin", "PM2_INSTANCES": value, "SUPERVISOR_DIRECTUS_CMD": NODE_STANDIN,
+           "SUPERVISOR_LOG_FORMAT": "json"}  # fmt: skip
+    r = await supervise("run", "--only", "start", env=env, cwd=layout.root, timeout=30)
+    assert r.code == 2, r.stderr
+    assert r.failure["error_code"] == "CONFIG_INVALID"
+    assert r.failure["error"].startswith(f"PM2_INSTANCES={value!r} is not a number of workers")
+
+
+async def test_pm2_instances_1_runs_directus_alone(layout: Layout, tmp_path: Path):
+    """PM2_INSTANCES=1 needs no pm2 (none on PATH here) and changes nothing: Directus is the supervisor's child
+    and its own status (143 after TERM) comes back."""
+    log = tmp_path / "log"
+    env = {"PATH": "/usr/bin:/bin", "PM2_INSTANCES": "1", "SUPERVISOR_DIRECTUS_CMD": STANDIN,
+           "STANDIN_LOG": str(log), "SUPERVISOR_LOG_FORMAT": "json"}  # fmt: skip
+    proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    await wait_for_text(log, "ready")
+    proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=20)
+    assert r.code == 143, r.stderr
+    assert "pm2_instances" not in r.events("directus.exec")[0]
+    assert os.path.basename(r.events("directus.exec")[0]["argv"].split()[1]) == "standin.py"
