@@ -97,6 +97,7 @@ def plan(directus_cmd: tuple[str, ...], instances: int | str, env: Mapping[str, 
     node, node_args, script, args = _node_entry(directus_cmd, env, instances)
     if runtime is None:
         raise ConfigError(_missing_pm2(instances, script), error_code="PM2_MISSING")
+    _check_home(env)
     # pm2-runtime is a Node script; run it with the Node that the Directus command names, so the workers (forked
     # from it by Node's cluster module) run on that Node too, as `node …/run.js` alone would.
     real = os.path.realpath(runtime)
@@ -159,6 +160,26 @@ def _node_entry(
     if not _is_node_script(real):
         raise ConfigError(_not_a_script(instances, shown, f"runs {real}, which is not a Node script"))
     return None, (), real, cmd[1:]
+
+
+def _check_home(env: Mapping[str, str]) -> None:
+    """pm2 keeps its sockets, pid files and log files in PM2_HOME (default `$HOME/.pm2`); where it cannot create
+    them, pm2-runtime hangs at start-up, neither serving nor exiting (tried with pm2 7.0.4), so refuse up front."""
+    home = env.get("PM2_HOME") or (os.path.join(env["HOME"], ".pm2") if env.get("HOME") else None)
+    if home is None:
+        raise ConfigError(
+            "PM2_INSTANCES is set but neither PM2_HOME nor HOME is: pm2 keeps its state in PM2_HOME (default "
+            "$HOME/.pm2); set PM2_HOME to a writable folder"
+        )
+    existing = os.path.abspath(home)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not (os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)):
+        what = "PM2_HOME" if env.get("PM2_HOME") else "$HOME/.pm2 (PM2_HOME unset)"
+        raise ConfigError(
+            f"{what}={home} cannot be written: {existing} is not a writable folder, and pm2 keeps its sockets, "
+            "pid files and log files there (pm2-runtime would hang at start-up); set PM2_HOME to a writable folder"
+        )
 
 
 def _is_node_script(path: str) -> bool:

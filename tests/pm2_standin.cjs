@@ -5,7 +5,8 @@
 //                                        it is ready (as Directus does), then notes each signal it gets.
 // `--version` prints 12.4.0; any other command than `start` fails (exit 1), so a phase that calls it never hangs.
 // On SIGINT or SIGTERM it exits by that signal, as Directus does after shutting down, unless STANDIN_IGNORE_STOP=1
-// (a worker that never stops). Every other signal noted is survived.
+// (a worker that never stops). Every other signal noted is survived. STANDIN_EXIT_AFTER_READY=n: each worker exits
+// with n shortly after it is ready (Directus dying on its own).
 'use strict';
 
 const fs = require('fs');
@@ -33,6 +34,7 @@ const server = http.createServer((req, res) => res.end(`pong ${process.pid}`));
 server.listen(Number(process.env.PORT || 8055), '127.0.0.1', () => {
 	note(`ready pid=${process.pid}`);
 	if (process.send) process.send('ready');
+	if (process.env.STANDIN_EXIT_AFTER_READY) setTimeout(() => process.exit(Number(process.env.STANDIN_EXIT_AFTER_READY)), 300);
 });
 
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR2', 'SIGWINCH']) {

@@ -177,6 +177,20 @@ async def test_hup_stops_the_group_through_pm2_and_usr2_reaches_every_worker(
     assert forwarded[2]["sent"] == "SIGTERM"
 
 
+async def test_when_every_worker_has_died_the_supervisor_exits_with_pm2_runtimes_2(
+    pm2_bin: Path, layout: Layout, tmp_path: Path
+):
+    """Directus dying on its own in every worker (exit 1, PM2_AUTO_RESTART unset): pm2-runtime notices that no app
+    is online and exits 2 (after about 10 s), which the supervisor passes on; no signal was involved."""
+    log = tmp_path / "log"
+    env = _env(pm2_bin, tmp_path, log, PM2_INSTANCES="2", STANDIN_EXIT_AFTER_READY="1")
+    r = await supervise("run", "--only", "start", env=env, cwd=layout.root, timeout=60)
+    assert r.code == 2, r.stderr
+    assert len(re.findall(r"^ready pid=", _text(log), re.MULTILINE)) == 2
+    assert r.events("directus.exited")[0]["exit_code"] == 2
+    assert r.events("signal.forwarded") == [] and r.events("supervisor.failed") == []
+
+
 async def test_without_pm2_on_path_run_exits_2_before_any_phase(layout: Layout, db: Database, tmp_path: Path):
     """No pm2-runtime on PATH: exit 2 (PM2_MISSING) naming pm2-runtime and how to install it, at start-up: no
     phase ran, not even the wait for Postgres (the database is left without the supervisor's schema)."""

@@ -90,7 +90,7 @@ def test_a_node_command_becomes_script_node_args_and_args(tmp_path: Path, monkey
     bin_dir = _bin(tmp_path)
     (tmp_path / "run.js").write_text("")
     cmd = ("node", "--max-old-space-size=300", "--import", "x/y.js", "run.js", "--flag")
-    launch = pm2.plan(cmd, 2, {"PATH": str(bin_dir)})
+    launch = pm2.plan(cmd, 2, {"PATH": str(bin_dir), "HOME": str(tmp_path)})
     assert launch.script == str(tmp_path / "run.js")
     assert launch.node_args == ("--max-old-space-size=300", "--import", "x/y.js")
     assert launch.args == ("--flag", "start")
@@ -111,7 +111,7 @@ def test_a_node_script_on_path_is_the_app_itself(tmp_path: Path):
     cli.write_text("#!/usr/bin/env node\n")
     cli.chmod(0o755)
     (bin_dir / "directus").symlink_to(cli)
-    launch = pm2.plan(("directus",), "max", {"PATH": str(bin_dir)})
+    launch = pm2.plan(("directus",), "max", {"PATH": str(bin_dir), "HOME": str(tmp_path)})
     assert launch.script == str(cli)
     assert launch.args == ("start",)
     assert launch.argv == (str(bin_dir / "pm2-runtime"), "start", str(pm2.CONFIG))
@@ -147,7 +147,8 @@ def test_other_exec_modes_are_refused(tmp_path: Path):
     script = str(tmp_path / "run.js")
     with pytest.raises(ConfigError, match="PM2_EXEC_MODE='fork' is not supported"):
         pm2.plan(("node", script), 2, {"PATH": str(bin_dir), "PM2_EXEC_MODE": "fork"})
-    assert pm2.plan(("node", script), 2, {"PATH": str(bin_dir), "PM2_EXEC_MODE": "cluster"}).script == script
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PM2_EXEC_MODE": "cluster"}
+    assert pm2.plan(("node", script), 2, env).script == script
 
 
 def test_a_missing_pm2_names_it_and_points_at_the_copy_directus_ships(tmp_path: Path):
@@ -171,6 +172,28 @@ def test_a_missing_pm2_names_it_and_points_at_the_copy_directus_ships(tmp_path: 
     with pytest.raises(ConfigError) as e:
         pm2.plan(("node", str(entry)), 2, {"PATH": str(empty)})
     assert f"ships one (@directus/api depends on pm2): {bundled}" in e.value.message
+
+
+def test_a_pm2_home_pm2_cannot_write_is_refused(tmp_path: Path):
+    """pm2-runtime hangs when it cannot create PM2_HOME (default $HOME/.pm2): refused up front, exit 2; a folder
+    that does not exist yet under a writable one is fine (pm2 creates it)."""
+    bin_dir = _bin(tmp_path)
+    (tmp_path / "run.js").write_text("")
+    cmd = ("node", str(tmp_path / "run.js"))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    base = {"PATH": str(bin_dir)}
+    with pytest.raises(ConfigError, match=r"PM2_HOME=.*a-file/pm2 cannot be written") as e:
+        pm2.plan(cmd, 2, {**base, "PM2_HOME": str(a_file / "pm2")})
+    assert e.value.code == 2
+    with pytest.raises(ConfigError, match=r"\$HOME/.pm2 \(PM2_HOME unset\)"):
+        pm2.plan(cmd, 2, {**base, "HOME": str(a_file)})
+    with pytest.raises(ConfigError, match="neither PM2_HOME nor HOME"):
+        pm2.plan(cmd, 2, base)
+    assert pm2.plan(cmd, 2, {**base, "PM2_HOME": str(tmp_path / "new" / "pm2")}).script == str(
+        tmp_path / "run.js"
+    )
+    assert pm2.plan(cmd, 2, {**base, "HOME": str(tmp_path)}).script == str(tmp_path / "run.js")
 
 
 def test_a_pm2_kill_timeout_at_or_above_the_stop_timeout_is_warned_about():
