@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from pathlib import Path
 
-__all__ = ["install_pm2", "pm2_env"]
+__all__ = ["install_pm2", "kill_tree", "pm2_env"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,3 +27,16 @@ def pm2_env(bin_dir: Path, home: Path) -> dict[str, str]:
         "PATH": os.pathsep.join([str(bin_dir), "/usr/local/bin", "/usr/bin", "/bin"]),
         "PM2_HOME": str(home),
     }
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every descendant (from /proc): a failing test leaves no pm2-runtime or worker behind."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        with contextlib.suppress(OSError), open(f"/proc/{p}/task/{p}/children", encoding="ascii") as f:
+            todo.extend(int(c) for c in f.read().split())
+    for p in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)

@@ -5,7 +5,8 @@
 //                                        it is ready (as Directus does), then notes each signal it gets.
 // `--version` prints 12.4.0; any other command than `start` fails (exit 1), so a phase that calls it never hangs.
 // On SIGINT or SIGTERM it exits by that signal, as Directus does after shutting down, unless STANDIN_IGNORE_STOP=1
-// (a worker that never stops). Every other signal noted is survived. STANDIN_EXIT_AFTER_READY=n: each worker exits
+// (a worker that never stops) or =hang (its event loop blocks for good: it no longer even notices that pm2-runtime
+// is gone, which ends an idle cluster worker). Every other signal noted is survived. STANDIN_EXIT_AFTER_READY=n: each worker exits
 // with n shortly after it is ready (Directus dying on its own).
 'use strict';
 
@@ -40,7 +41,10 @@ server.listen(Number(process.env.PORT || 8055), '127.0.0.1', () => {
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR2', 'SIGWINCH']) {
 	process.on(sig, () => {
 		note(`signal ${sig} pid=${process.pid}`);
-		if ((sig === 'SIGINT' || sig === 'SIGTERM') && process.env.STANDIN_IGNORE_STOP !== '1') {
+		if ((sig === 'SIGINT' || sig === 'SIGTERM') && process.env.STANDIN_IGNORE_STOP === 'hang') {
+			Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // blocked for good, idle
+		}
+		if ((sig === 'SIGINT' || sig === 'SIGTERM') && !process.env.STANDIN_IGNORE_STOP) {
 			process.removeAllListeners(sig);
 			process.kill(process.pid, sig);
 		}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import Database, finish, start_supervisor
 from tests.e2e.conftest import wait_for_ping
-from tests.pm2_install import install_pm2
+from tests.pm2_install import install_pm2, kill_tree
 
 
 def _children(pid: int) -> list[int]:
@@ -56,14 +56,17 @@ async def test_two_directus_workers_serve_and_term_stops_both(fleet: Database, p
         PM2_LOG_ERROR_FILE="/dev/null",
     )
     proc = await start_supervisor("run", env=env, cwd=project)
-    await wait_for_ping(int(fleet.extra_env["PORT"]))
-    runtime, workers = await _two_workers(proc.pid)
-    await wait_for_ping(int(fleet.extra_env["PORT"]))
-    await asyncio.sleep(1)  # the second worker's start-up, past pm2's own "online"
-
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    r = await finish(proc, timeout=60)
+    try:
+        await wait_for_ping(int(fleet.extra_env["PORT"]))
+        runtime, workers = await _two_workers(proc.pid)
+        await wait_for_ping(int(fleet.extra_env["PORT"]))
+        await asyncio.sleep(1)  # the second worker's start-up, past pm2's own "online"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        r = await finish(proc, timeout=60)
+    finally:
+        if proc.returncode is None:  # a failure leaves no Directus behind
+            kill_tree(proc.pid)
     assert r.code == 0, r.stderr  # pm2-runtime's status once it has stopped its workers
     assert time.monotonic() - t0 < 25  # SUPERVISOR_STOP_TIMEOUT's default
     assert all(_state(p) in ("Z", "gone") for p in [runtime, *workers])

@@ -11,6 +11,7 @@ import shutil
 import signal
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 from supervisor import pm2
 from tests.conftest import ROOT, STANDIN, Database, Layout, finish, start_supervisor, supervise, wait_for_text
 from tests.pg import free_port
-from tests.pm2_install import install_pm2, pm2_env
+from tests.pm2_install import install_pm2, kill_tree, pm2_env
 
 NODE_STANDIN = f"node {ROOT / 'tests' / 'pm2_standin.cjs'}"
 
@@ -27,6 +28,17 @@ NODE_STANDIN = f"node {ROOT / 'tests' / 'pm2_standin.cjs'}"
 def pm2_bin() -> Path:
     """The folder holding the pinned pm2-runtime."""
     return install_pm2()
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[asyncio.subprocess.Process]]:
+    """Supervisors a test started: whatever is left of each one's process tree after the test is SIGKILLed, so
+    a failing test leaves no Directus stand-in or pm2-runtime behind."""
+    procs: list[asyncio.subprocess.Process] = []
+    yield procs
+    for proc in procs:
+        if proc.returncode is None:  # not reaped yet: the pid is still this supervisor's
+            kill_tree(proc.pid)
 
 
 def _env(pm2_bin: Path, tmp_path: Path, log: Path, **extra: str) -> dict[str, str]:
@@ -87,7 +99,7 @@ def _get(url: str) -> str:
 
 
 async def test_three_workers_run_in_cluster_mode_and_term_stops_them_all(
-    pm2_bin: Path, layout: Layout, tmp_path: Path
+    pm2_bin: Path, layout: Layout, tmp_path: Path, cleanup: list[asyncio.subprocess.Process]
 ):
     """PM2_INSTANCES=3: three Directus workers, children of pm2-runtime (which took the worker's pid, in a process
     group of its own), share one port and get the CLI entry's arguments (`start`, after pm2-runtime's own: as in
@@ -96,6 +108,7 @@ async def test_three_workers_run_in_cluster_mode_and_term_stops_them_all(
     log = tmp_path / "log"
     env = _env(pm2_bin, tmp_path, log, PM2_INSTANCES="3", SUPERVISOR_STOP_TIMEOUT="20")
     proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    cleanup.append(proc)
     pids = await _workers_ready(log, 3)
     assert len(set(pids)) == 3
     runtime = _ppid_pgid(pids[0])[0]
@@ -121,18 +134,20 @@ async def test_three_workers_run_in_cluster_mode_and_term_stops_them_all(
     assert r.events("directus.killed") == []
 
 
-async def test_a_worker_that_ignores_the_stop_is_killed_with_its_group_after_the_stop_timeout(
-    pm2_bin: Path, layout: Layout, tmp_path: Path
+async def test_a_worker_that_hangs_on_stop_is_killed_with_its_group_after_the_stop_timeout(
+    pm2_bin: Path, layout: Layout, tmp_path: Path, cleanup: list[asyncio.subprocess.Process]
 ):
-    """Workers that ignore SIGINT/SIGTERM and a pm2 kill_timeout longer than the supervisor's stop timeout (which
-    is warned about at start-up): after SUPERVISOR_STOP_TIMEOUT the whole group, pm2-runtime and every worker, is
-    SIGKILLed; the supervisor exits 137 and nothing of the group survives."""
+    """Workers whose event loop blocks on SIGINT (a hung shutdown) and a pm2 kill_timeout longer than the
+    supervisor's stop timeout (warned about at start-up): after SUPERVISOR_STOP_TIMEOUT the whole group,
+    pm2-runtime and every worker, is SIGKILLed at once (no leftover sweep needed); the supervisor exits 137 and
+    nothing of the group survives."""
     log = tmp_path / "log"
     env = _env(
         pm2_bin, tmp_path, log,
-        PM2_INSTANCES="2", STANDIN_IGNORE_STOP="1", PM2_KILL_TIMEOUT="60000", SUPERVISOR_STOP_TIMEOUT="2",
+        PM2_INSTANCES="2", STANDIN_IGNORE_STOP="hang", PM2_KILL_TIMEOUT="60000", SUPERVISOR_STOP_TIMEOUT="2",
     )  # fmt: skip
     proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    cleanup.append(proc)
     pids = await _workers_ready(log, 2)
     runtime = _ppid_pgid(pids[0])[0]
     t0 = time.monotonic()
@@ -145,11 +160,33 @@ async def test_a_worker_that_ignores_the_stop_is_killed_with_its_group_after_the
     killed = r.events("directus.killed")
     assert len(killed) == 1
     assert killed[0]["group"] is True
+    assert r.events("pm2.workers_killed") == []
     assert r.events("pm2.kill_timeout_too_long")[0]["pm2_kill_timeout_ms"] == 60000
 
 
+async def test_workers_left_behind_by_a_dying_pm2_runtime_are_killed(
+    pm2_bin: Path, layout: Layout, tmp_path: Path, cleanup: list[asyncio.subprocess.Process]
+):
+    """pm2-runtime SIGKILLed from outside (the OOM killer, say) while its workers hang: the supervisor passes on
+    137 and kills the workers left in pm2-runtime's group, which would otherwise outlive it."""
+    log = tmp_path / "log"
+    env = _env(pm2_bin, tmp_path, log, PM2_INSTANCES="2", STANDIN_IGNORE_STOP="hang")
+    proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    cleanup.append(proc)
+    pids = await _workers_ready(log, 2)
+    runtime = _ppid_pgid(pids[0])[0]
+    for p in pids:  # hang both workers first
+        os.kill(p, signal.SIGINT)
+        await wait_for_text(log, f"signal SIGINT pid={p}")
+    os.kill(runtime, signal.SIGKILL)
+    r = await finish(proc, timeout=30)
+    assert r.code == 137, r.stderr
+    assert await _gone(pids, timeout=1) == []
+    assert sorted(r.events("pm2.workers_killed")[0]["pids"]) == sorted(pids)
+
+
 async def test_hup_stops_the_group_through_pm2_and_usr2_reaches_every_worker(
-    pm2_bin: Path, layout: Layout, tmp_path: Path
+    pm2_bin: Path, layout: Layout, tmp_path: Path, cleanup: list[asyncio.subprocess.Process]
 ):
     """USR2 and WINCH go to each worker, not to pm2-runtime (USR2's default action would end it and orphan the
     workers); HUP becomes TERM for pm2-runtime, so the group stops in order (exit 0) rather than pm2-runtime
@@ -158,6 +195,7 @@ async def test_hup_stops_the_group_through_pm2_and_usr2_reaches_every_worker(
     proc = await start_supervisor(
         "run", "--only", "start", env=_env(pm2_bin, tmp_path, log, PM2_INSTANCES="2"), cwd=layout.root
     )
+    cleanup.append(proc)
     pids = await _workers_ready(log, 2)
     runtime = _ppid_pgid(pids[0])[0]
     proc.send_signal(signal.SIGUSR2)
@@ -226,13 +264,16 @@ async def test_a_bad_pm2_instances_is_exit_2(value: str, layout: Layout, tmp_pat
     assert r.failure["error"].startswith(f"PM2_INSTANCES={value!r} is not a number of workers")
 
 
-async def test_pm2_instances_1_runs_directus_alone(layout: Layout, tmp_path: Path):
+async def test_pm2_instances_1_runs_directus_alone(
+    layout: Layout, tmp_path: Path, cleanup: list[asyncio.subprocess.Process]
+):
     """PM2_INSTANCES=1 needs no pm2 (none on PATH here) and changes nothing: Directus is the supervisor's child
     and its own status (143 after TERM) comes back."""
     log = tmp_path / "log"
     env = {"PATH": "/usr/bin:/bin", "PM2_INSTANCES": "1", "SUPERVISOR_DIRECTUS_CMD": STANDIN,
            "STANDIN_LOG": str(log), "SUPERVISOR_LOG_FORMAT": "json"}  # fmt: skip
     proc = await start_supervisor("run", "--only", "start", env=env, cwd=layout.root)
+    cleanup.append(proc)
     await wait_for_text(log, "ready")
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=20)
