@@ -215,6 +215,25 @@ async def test_hup_stops_the_group_through_pm2_and_usr2_reaches_every_worker(
     assert forwarded[2]["sent"] == "SIGTERM"
 
 
+async def test_exec_replaces_the_supervisor_with_pm2_runtime(
+    pm2_bin: Path, layout: Layout, tmp_path: Path, cleanup: list[asyncio.subprocess.Process]
+):
+    """`run --exec` with PM2_INSTANCES=2: pm2-runtime takes the supervisor's pid (no resident loop, and no process
+    group of its own, so a terminal's job control still reaches it); TERM stops its workers and it exits 0."""
+    log = tmp_path / "log"
+    env = _env(pm2_bin, tmp_path, log, PM2_INSTANCES="2")
+    proc = await start_supervisor("run", "--only", "start", "--exec", env=env, cwd=layout.root)
+    cleanup.append(proc)
+    pids = await _workers_ready(log, 2)
+    assert {_ppid_pgid(p)[0] for p in pids} == {proc.pid}
+    assert _ppid_pgid(proc.pid)[1] != proc.pid
+    proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=30)
+    assert r.code == 0, r.stderr
+    assert await _gone(pids) == []
+    assert "PM2 successfully stopped" in r.stdout
+
+
 async def test_when_every_worker_has_died_the_supervisor_exits_with_pm2_runtimes_2(
     pm2_bin: Path, layout: Layout, tmp_path: Path
 ):
