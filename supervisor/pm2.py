@@ -32,10 +32,11 @@ __all__ = ["APP_VARIABLE", "CONFIG", "Pm2Launch", "parse_instances", "plan", "wa
 CONFIG = Path(__file__).with_name("pm2.config.cjs")
 APP_VARIABLE = "SUPERVISOR_PM2_APP"  # read and deleted by pm2.config.cjs
 _COUNT = re.compile(r"^[0-9]+$", re.ASCII)
-# Node options whose value may follow as the next word (`--import x`), so that word is not the script.
+# Node options whose value may follow as the next word (`--import x`), so that word is not the script. (V8's
+# options, such as --max-old-space-size, take theirs only after `=`.)
 _NODE_OPTIONS_WITH_VALUE = frozenset(
     {"-r", "--require", "--import", "--loader", "--experimental-loader", "-C", "--conditions", "--env-file",
-     "--title", "--input-type", "--inspect-port", "--stack-size", "--max-old-space-size"}
+     "--title", "--input-type", "--inspect-port"}
 )  # fmt: skip
 _NODE_EVAL = frozenset({"-e", "--eval", "-p", "--print", "-", "-i", "--interactive", "--test"})
 
