@@ -2,6 +2,8 @@
 
 In the default supervise mode the worker is the child of the resident loop (supervisor.pid1), which forwards
 signals to it and passes its exit status on; with `--exec` the supervisor itself is replaced (refused as PID 1).
+With PM2_INSTANCES above 1 the worker becomes `pm2-runtime` instead, which runs the Directus workers in cluster mode
+(supervisor.pm2).
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ __all__ = ["exec_directus"]
 
 
 def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
-    """Replace this process with `directus start`, with an empty signal mask and default dispositions (but for
-    SIGUSR1, SIGUSR2 and SIGWINCH, ignored until Node resets them: see supervisor.signals); call after
-    `supervisor.signals.hand_over`. A stop signal that came after the phases means Directus never starts
+    """Replace this process with `directus start` (or pm2-runtime running it), with an empty signal mask and default
+    dispositions (but for SIGUSR1, SIGUSR2 and SIGWINCH, ignored until Node resets them: see supervisor.signals);
+    call after `supervisor.signals.hand_over`. A stop signal that came after the phases means Directus never starts
     (`Interrupted`, 128+N)."""
-    argv = (*settings.directus_argv(), "start")
+    pm2 = settings.pm2_instances != 1
+    if pm2:
+        from supervisor import pm2 as pm2_launch
+
+        launch = pm2_launch.plan(settings.directus_argv(), settings.pm2_instances, os.environ)
+        argv = launch.argv
+        os.environ[pm2_launch.APP_VARIABLE] = launch.app_json()  # read and deleted by pm2.config.cjs
+        fields = {**fields, "pm2_instances": settings.pm2_instances, "directus_script": launch.script}
+    else:
+        argv = (*settings.directus_argv(), "start")
     stop_if_signalled()
     log.info("directus.exec", argv=" ".join(argv), **fields)
     sys.stdout.flush()
@@ -31,6 +42,11 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
     # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored: give Directus the defaults.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
+    if pm2 and pid1.forked():
+        # pm2-runtime leads a process group of its own, which the workers it forks join: the resident loop can
+        # then send signals to the workers and, after the stop timeout, SIGKILL the whole group. Not under
+        # `--exec`: there no loop is left to do so, and a new group would leave a terminal's job control.
+        os.setpgid(0, 0)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())  # a stop from here on ends the worker by default: 128+N
     pid1.note_exec(pid1.EXEC)
     try:
@@ -40,7 +56,8 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
 
         pid1.note_exec(pid1.FAILED)
 
+        what = "pm2-runtime (PM2_INSTANCES)" if pm2 else "SUPERVISOR_DIRECTUS_CMD"
         raise ConfigError(
-            f"cannot start Directus with `{' '.join(argv)}`: {e.strerror}; check SUPERVISOR_DIRECTUS_CMD",
+            f"cannot start Directus with `{' '.join(argv)}`: {e.strerror}; check {what}",
             error_code="DIRECTUS_CMD_INVALID",
         ) from e

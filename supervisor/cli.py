@@ -79,6 +79,9 @@ Directus step is stopped); 4 migration failed (rolled back) or refused before ru
 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed, timed out or printed a dry-run the supervisor cannot
 read; run: Directus's own status, or 128+N when signal N ended it. plan --check: 0 nothing to apply,
 9 migrate would apply something, else the code migrate would refuse with.
+
+PM2_INSTANCES (no flag): above 1, or max, `start` runs that many Directus workers through pm2-runtime (on PATH) in
+cluster mode, as the official image does; the exit status is then pm2-runtime's (0 after a stop by signal).
 """
 
 
@@ -203,6 +206,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logsetup.add_secrets(settings.secrets())
         for event, fields in settings.warnings:
             log.warning(event, **fields)
+        if "start" in names and settings.pm2_instances != 1:  # a missing pm2 fails now, not after the phases
+            from supervisor import pm2
+
+            pm2.plan(settings.directus_argv(), settings.pm2_instances, env)
+            for event, details in pm2.warnings(env, settings.stop_timeout):
+                log.warning(event, **details)
         result = run_routed(lambda: _dispatch(args, names, settings, log), log)
     except SupervisorError as e:
         first, _, rest = e.message.partition("\n")

@@ -32,6 +32,11 @@ FORWARDED = (
     signal.SIGWINCH,
 )
 _STOPPING = (signal.SIGTERM, signal.SIGINT)  # after forwarding one of these, SIGKILL follows the stop timeout
+# PM2_INSTANCES > 1 (supervisor.pm2): the worker makes pm2-runtime the leader of its own process group, which the
+# Directus workers it forks join. pm2-runtime stops the group on TERM or INT, but HUP and QUIT end it by their
+# default action without stopping the workers, and USR2 likewise: those two become TERM for pm2-runtime, and USR1,
+# USR2 and WINCH go to the workers themselves, as they would reach a single Directus.
+_PM2_AS_TERM = (signal.SIGHUP, signal.SIGQUIT)
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -41,6 +46,11 @@ _format = "auto"  # --log-format, else SUPERVISOR_LOG_FORMAT (set by fork_split)
 # and knows whether Directus ran (`directus.exited`) or the worker ended before it (`supervisor.worker_exited`).
 _exec_pipe: int | None = None
 EXEC, FAILED = b"E", b"F"
+
+
+def forked() -> bool:
+    """In the worker: whether a resident parent supervises it (fork-split), rather than `run --exec`."""
+    return _exec_pipe is not None
 
 
 def note_exec(stage: bytes) -> None:
@@ -115,19 +125,22 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
         else:
             info = signal.sigtimedwait(handled, max(0.0, kill_at - time.monotonic()))
             if info is None:
-                _emit("warning", "directus.killed", pid=worker, stop_timeout_s=stop_timeout)
+                group = _leads_group(worker)
+                _emit("warning", "directus.killed", pid=worker, stop_timeout_s=stop_timeout, group=group)
+                if group:  # pm2-runtime and every worker of it, whatever state pm2 is in
+                    _killpg(worker, signal.SIGKILL)
                 _kill(worker, signal.SIGKILL)
                 kill_at = None
                 continue
         if info.si_signo != signal.SIGCHLD:
-            name = signal.Signals(info.si_signo).name
-            _kill(worker, info.si_signo)
-            _emit("info", "signal.forwarded", signal=name, pid=worker)
-            if info.si_signo in _STOPPING and kill_at is None:
+            if _forward(worker, info.si_signo) in _STOPPING and kill_at is None:
                 kill_at = time.monotonic() + stop_timeout
             continue
+        group = _leads_group(worker)  # asked before the reap: a zombie still has its group
         status = _reap(worker)
         if status is not None:
+            if group:
+                _end_group(worker)
             if _read_all(exec_pipe) == EXEC:
                 _emit("info", "directus.exited", pid=worker, exit_code=status)
             else:  # the phases failed or were stopped, or the exec failed: the worker has said why
@@ -163,3 +176,76 @@ def _reap(worker: int) -> int | None:
 def _kill(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
+
+
+def _killpg(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _forward(worker: int, signum: int) -> int:
+    """Send a received signal on, to Directus or (PM2) to the group; returns the signal pm2-runtime was sent."""
+    name = signal.Signals(signum).name
+    if not _leads_group(worker):  # Directus itself, or the worker before its exec
+        _kill(worker, signum)
+        _emit("info", "signal.forwarded", signal=name, pid=worker)
+        return signum
+    if signum in _STOPPING or signum in _PM2_AS_TERM:
+        sent = signal.SIGTERM if signum in _PM2_AS_TERM else signum
+        _kill(worker, sent)
+        _emit(
+            "info",
+            "signal.forwarded",
+            signal=name,
+            pid=worker,
+            sent=signal.Signals(sent).name,
+            to="pm2-runtime",
+        )
+        return sent
+    workers = [pid for pid in _group_members(worker) if pid != worker]
+    for pid in workers:
+        _kill(pid, signum)
+    _emit("info", "signal.forwarded", signal=name, pids=workers, to="pm2 workers")
+    return signum
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, from /proc."""
+    members: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def _end_group(pgid: int) -> None:
+    """After pm2-runtime exits: SIGKILL any of its workers still running (pm2 stops them itself, so normally none;
+    they would outlive it if it died abruptly) and reap them, so nothing of the group survives the supervisor."""
+    left = _group_members(pgid)
+    if not left:
+        return
+    _emit("warning", "pm2.workers_killed", pids=left, reason="still running after pm2-runtime exited")
+    _killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while _group_members(pgid) and time.monotonic() < deadline:
+        _reap(-1)
+        time.sleep(0.01)

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from supervisor.errors import ConfigError
+from supervisor.pm2 import parse_instances
 from supervisor.tablename import parse_table_name
 
 __all__ = [
@@ -266,6 +267,8 @@ class Settings:
     # A new file that sorts before an applied one: `warn` applies it with a warning, `refuse` exits 5.
     out_of_order: str = "warn"
     force: bool = False
+    # PM2_INSTANCES (supervisor.pm2): 1 runs Directus alone; more, or "max", runs it in pm2-runtime's cluster mode.
+    pm2_instances: int | str = 1
     warnings: tuple[tuple[str, dict[str, str]], ...] = ()
 
     def secrets(self) -> list[str]:
@@ -328,6 +331,7 @@ class Settings:
             log_format=log_format,
             out_of_order=out_of_order,
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
+            pm2_instances=parse_instances(merged.get("PM2_INSTANCES")),  # no _FILE: pm2 reads it plainly
             warnings=tuple(e.warnings),
         )
 
