@@ -1,4 +1,4 @@
-"""Command line: `run`, `migrate`, `status`, `plan`, `lint`. Parses flags and env into `Settings`, runs the verb,
+"""Command line: `run`, `migrate`, `status`, `plan`, `lint`, `baseline`. Parses flags and env into `Settings`, runs the verb,
 and turns every outcome into one final log line and a documented exit code.
 """
 
@@ -45,7 +45,8 @@ _SETTINGS_FLAGS = (
     (
         "--tracking-table",
         "SUPERVISOR_TRACKING_TABLE",
-        "tracking table: name or schema.name, folded to lower case (default: migrations_applied)",
+        "tracking table: name or schema.name, folded to lower case (default: supervisor.migrations_applied, "
+        + "and an earlier ledger found as migrations_applied on the search path is moved there)",
     ),
     (
         "--log-format",
@@ -75,7 +76,8 @@ DB_DATABASE, DB_USER, DB_PASSWORD, or DB_CONNECTION_STRING; DB_SSL__*; DB_SEARCH
 Exit codes: 0 success; 1 internal error (a bug); 2 usage or configuration (a transaction-mode pooler included);
 3 database unreachable, login rejected, a privilege missing (the GRANT is named), or connection lost (a running
 Directus step is stopped); 4 migration failed (rolled back) or refused before running; 5 integrity refusal
-(changed file, same name in both folders, half-applied file, a file out of order under --out-of-order refuse);
+(changed file, same name in both folders, half-applied file, a file out of order under --out-of-order refuse,
+an earlier ledger in public beside ours);
 6 lock timeout; 7 schema refusal; 8 Directus CLI step failed, timed out or printed a dry-run the supervisor cannot
 read; run: Directus's own status, or 128+N when signal N ended it. plan --check: 0 nothing to apply,
 9 migrate would apply something, else the code migrate would refuse with.
@@ -142,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
                 help="for CI: exit 0 when migrate would do nothing, 9 when it would apply something, and the "
                 "refusal's own code (2, 4, 5, 7, 8, ...) when it would refuse; --force plans as migrate --force",
             )
+    p = verbs.add_parser(
+        "baseline",
+        parents=[common],
+        help="record pending SQL files as applied without running them (adopting an existing database)",
+        description="Record pending SQL files as applied without running them, under each SQL phase's lock, for a "
+        "database whose objects already exist. Order is the boot order: the pre-schema folder, then the "
+        "post-schema folder, each sorted byte-wise. A changed or half-applied file is refused (exit 5) as migrate "
+        "refuses it. Prints what it recorded and what was already applied; a second run records nothing.",
+    )
+    p.add_argument(
+        "--until",
+        dest="until_file",
+        metavar="FILE",
+        help="record only up to and including FILE (a basename as the ledger keys it, or a path to a file of "
+        "either folder; FILE in the post-schema folder includes every pre-schema file); a FILE in neither "
+        "folder is refused (exit 2), nothing recorded",
+    )
     return parser
 
 
@@ -254,8 +273,14 @@ async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settin
 
         await hand_over()
         exec_directus(settings, log, outcomes=outcomes)
+    if args.verb == "baseline":
+        from supervisor.baseline import baseline
+
+        return await baseline(settings, args.until_file, log)
     if args.verb in ("status", "plan"):
-        report = await collect_status(settings, list(phases.values()), log, deep=args.verb == "plan")
+        report = await collect_status(
+            settings, lambda s: list(build_phases(s).values()), log, deep=args.verb == "plan"
+        )
         code = 0
         if getattr(args, "check", False):
             report["check"] = plan_check(report)

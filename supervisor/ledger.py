@@ -20,9 +20,10 @@ from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
 from supervisor.tables import ABSENT, CURRENT, LEGACY, Relation, foreign_table_error, inspect, ledger_shape
 
-__all__ = ["APPLIED", "FAILED", "RUNNING", "Ledger", "Row", "quote_table"]
+__all__ = ["APPLIED", "BASELINE_MARK", "FAILED", "RUNNING", "Ledger", "Row", "quote_table"]
 
 APPLIED, RUNNING, FAILED = "applied", "running", "failed"
+BASELINE_MARK = " (baseline)"  # ends `applied_by` of a row `baseline` recorded without running the file
 
 _COLUMNS = (
     ("phase", "text"),
@@ -82,6 +83,7 @@ class Row:
             "applied_at": self.applied_at.isoformat() if self.applied_at else None,
             "applied_by": self.applied_by,
             "duration_ms": self.duration_ms,
+            "baselined": bool(self.applied_by and self.applied_by.endswith(BASELINE_MARK)),
         }
 
 
@@ -169,8 +171,12 @@ class Ledger:
                         checksum text NOT NULL,
                         applied_at timestamptz NOT NULL DEFAULT now())"""
                 )
-            for column, ddl in _COLUMNS:
-                await self.conn.execute(f"ALTER TABLE {self.table} ADD COLUMN {column} {ddl}")
+            await self.add_columns()
+
+    async def add_columns(self) -> None:
+        """Upgrade a legacy table to ours (its caller's transaction holds the ledger lock and checked its shape)."""
+        for column, ddl in _COLUMNS:
+            await self.conn.execute(f"ALTER TABLE {self.table} ADD COLUMN {column} {ddl}")
 
     async def upgrade_checksums(self, checksums: dict[str, tuple[str, str]]) -> int:
         """Rewrite legacy checksums in our form: `{filename: (legacy, ours)}`; returns how many rows changed.

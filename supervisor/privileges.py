@@ -94,6 +94,8 @@ async def creation_refused(
     if "database" in str(exc) or target is None:
         grant = f"GRANT CREATE ON DATABASE {quote_ident(database)} TO {quote_ident(role)}"
         what = f"create the schema {schema} for its table {table}" if schema else f"create its table {table}"
-        return privilege_refused(exc, what, grant + f"; or create the schema {schema} beforehand", role)
+        if schema:
+            grant += f"; or have the owner create the schema: CREATE SCHEMA {schema} AUTHORIZATION {quote_ident(role)}"
+        return privilege_refused(exc, what, grant, role)
     grant = f"GRANT CREATE ON SCHEMA {quote_ident(target)} TO {quote_ident(role)}"
     return privilege_refused(exc, f"create its table {table} in the schema {target}", grant, role)

@@ -36,7 +36,13 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
                 details.append(f"  {c:<13} {p['phase']:<12} {name}")
     history = [
         f"  {p['phase']:<12} {h['file']:<40} {h['applied_at'] or '?':<33} {h['applied_by'] or '?':<24} "
-        + (f"{h['duration_ms']} ms" if h["duration_ms"] is not None else "?")
+        + (
+            f"{h['duration_ms']} ms"
+            if h["duration_ms"] is not None
+            else "baselined"
+            if h.get("baselined")
+            else "?"
+        )
         for p in report["phases"]
         for h in p.get("applied_files", [])
     ]
@@ -44,7 +50,7 @@ def print_status(report: dict[str, Any], *, as_json: bool) -> None:
         history.insert(
             0, f"  {'PHASE':<12} {'APPLIED FILE':<40} {'APPLIED AT':<33} {'APPLIED BY':<24} DURATION"
         )
-    out = "\n".join(lines)
+    out = _ledger_line(report) + "\n".join(lines)
     for block in (details, history, _backups(report)):
         out += "\n\n" + "\n".join(block) if block else ""
     out += "\n"
@@ -73,7 +79,7 @@ def print_plan(report: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    out: list[str] = []
+    out: list[str] = [_ledger_line(report).rstrip("\n")] if "ledger" in report else []
     for p in report["phases"]:
         if "error" in p:
             out.append(f"{p['phase']:<14}cannot tell: {p['error']}")
@@ -132,8 +138,13 @@ def plan_check(report: dict[str, Any]) -> dict[str, Any]:
     if refusal:
         return refusal
     pending = [v for v in verdicts if v["exit_code"] == PENDING_EXIT]
+    ledger = report.get("ledger") or {}
+    if ledger.get("moves_to"):  # migrate would move an earlier release's ledger into the supervisor's schema
+        pending.insert(
+            0, {"phase": None, "reason": f"the ledger {ledger['table']} moves to {ledger['moves_to']}"}
+        )
     if pending:
-        reason = "; ".join(f"{v['phase']}: {v['reason']}" for v in pending)
+        reason = "; ".join(f"{v['phase']}: {v['reason']}" if v["phase"] else v["reason"] for v in pending)
         return {
             "exit_code": PENDING_EXIT,
             "error_code": "PENDING",
@@ -141,6 +152,14 @@ def plan_check(report: dict[str, Any]) -> dict[str, Any]:
             "phase": pending[0]["phase"],
         }
     return {"exit_code": 0, "error_code": None, "reason": "nothing to apply", "phase": None}
+
+
+def _ledger_line(report: dict[str, Any]) -> str:
+    """Where the ledger is: `ledger: schema.table`, with a note when it is still in an earlier release's place."""
+    ledger = report.get("ledger")
+    if not ledger:
+        return ""
+    return f"ledger: {ledger['table']}" + (f" ({ledger['note']})" if ledger.get("note") else "") + "\n\n"
 
 
 def _phase_summary(p: dict[str, Any]) -> str:

@@ -4,8 +4,9 @@ step. It knows nothing about what a phase does.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -13,6 +14,7 @@ from structlog.contextvars import bound_contextvars
 from structlog.typing import FilteringBoundLogger
 
 from phases.base import Outcome, Phase, PhaseContext, check_verdict
+from supervisor.adopt import adopt, ledger_location
 from supervisor.backup import list_backups
 from supervisor.db import connection, is_connection_loss, lost_connection
 from supervisor.errors import SupervisorError
@@ -52,7 +54,15 @@ async def run_phases(
     outcomes: dict[str, str] = {}
     async with connection(settings.db, settings.wait_timeout, log) as conn:
         conn.add_log_listener(_forward_notices(log))
-        await check_tables(conn, settings.tracking_table)
+        try:
+            await check_tables(conn, settings.tracking_table)
+            await adopt(conn, settings, log)  # an earlier release's ledger, moved into our schema once
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            if is_connection_loss(e):
+                raise lost_connection(e, "before the first phase") from e
+            if isinstance(e, asyncpg.InsufficientPrivilegeError):
+                raise _denied(e, settings, "read its tables") from e
+            raise
         for phase in phases:
             with bound_contextvars(phase=phase.name):
                 try:
@@ -89,17 +99,28 @@ async def _run_one(
 
 
 async def collect_status(
-    settings: Settings, phases: Sequence[Phase], log: FilteringBoundLogger, *, deep: bool = False
+    settings: Settings,
+    build: Callable[[Settings], Sequence[Phase]],
+    log: FilteringBoundLogger,
+    *,
+    deep: bool = False,
 ) -> dict[str, Any]:
-    """Each phase's read-only report (`deep`: what `migrate` would do); takes no lock and writes nothing."""
+    """Each phase's read-only report (`deep`: what `migrate` would do); takes no lock and writes nothing.
+
+    The phases come from `build`, given the settings to read with: an earlier release's ledger is read where it is
+    (supervisor.adopt), until `migrate` moves it."""
     assert settings.db is not None
     async with connection(settings.db, settings.wait_timeout, log) as conn:
-        await check_tables(conn, settings.tracking_table)
         try:
+            await check_tables(conn, settings.tracking_table)
+            where, table = await ledger_location(conn, settings)
+            if table != settings.tracking_table:
+                await check_tables(conn, table)
+            phases = build(dataclasses.replace(settings, tracking_table=table))
             reports = [await _report(phase, conn, deep, bool(settings.directus_cmd)) for phase in phases]
         except asyncpg.InsufficientPrivilegeError as e:
             raise _denied(e, settings, "read its tables") from e
-        out: dict[str, Any] = {"tracking_table": settings.tracking_table, "phases": reports}
+        out: dict[str, Any] = {"tracking_table": settings.tracking_table, "ledger": where, "phases": reports}
         try:
             out["backups"] = await list_backups(conn)
         except asyncpg.InsufficientPrivilegeError as e:

@@ -19,6 +19,7 @@ from supervisor.pm2 import parse_instances
 from supervisor.tablename import parse_table_name
 
 __all__ = [
+    "DEFAULT_TRACKING_TABLE",
     "LOG_LEVELS",
     "OUT_OF_ORDER",
     "PG_CLIENTS",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 PG_CLIENTS = ("pg", "postgres", "postgresql")
+# In a schema of its own: Directus lists every table of its schema (public) as a collection.
+DEFAULT_TRACKING_TABLE = "supervisor.migrations_applied"
 # ASCII digits only: `\d` and float() also take other scripts' digits (full-width digits, say), which Directus does not.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -262,7 +265,10 @@ class Settings:
     stop_timeout: float = 25.0
     step_timeout: float = 600.0
     allow_destructive_schema: bool = False
-    tracking_table: str = "migrations_applied"
+    tracking_table: str = DEFAULT_TRACKING_TABLE
+    # SUPERVISOR_TRACKING_TABLE (or its flag) was set: the user chose the ledger, so no old one is adopted from the
+    # search path's schema (supervisor.adopt).
+    tracking_table_explicit: bool = False
     log_format: str = "auto"
     # A new file that sorts before an applied one: `warn` applies it with a warning, `refuse` exits 5.
     out_of_order: str = "warn"
@@ -300,8 +306,9 @@ class Settings:
             value = e.get(name)
             return default if value is None or value == "" else value
 
+        raw_table = e.get("SUPERVISOR_TRACKING_TABLE")
         table = parse_table_name(
-            get("SUPERVISOR_TRACKING_TABLE", "migrations_applied"),
+            raw_table or DEFAULT_TRACKING_TABLE,
             _source(flags, env, "SUPERVISOR_TRACKING_TABLE"),
         )
         log_format = get("SUPERVISOR_LOG_FORMAT", "auto").lower()
@@ -328,6 +335,7 @@ class Settings:
                 "SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", get("SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA", "0")
             ),
             tracking_table=table,
+            tracking_table_explicit=bool(raw_table),
             log_format=log_format,
             out_of_order=out_of_order,
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),

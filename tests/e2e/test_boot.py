@@ -6,12 +6,15 @@ import asyncio
 import json
 import signal
 import subprocess
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import yaml
 
 from tests.conftest import Database, finish, start_supervisor, supervise
+from tests.directus_env import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.e2e.conftest import wait_for_ping
 
 CONSTRAINTS = {
@@ -20,6 +23,23 @@ CONSTRAINTS = {
     "organization_devices_org_device_unique",
     "event_participation_event_vehicle_unique",
 }
+
+
+def _request(url: str, body: dict[str, str] | None = None, token: str | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=10) as r:  # noqa: S310
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+async def _collections_as_admin(port: int) -> set[str]:
+    """The collections Directus's API lists to the first admin (GET /collections)."""
+    base = f"http://127.0.0.1:{port}"
+    login = await asyncio.to_thread(
+        _request, f"{base}/auth/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    listed = await asyncio.to_thread(_request, f"{base}/collections", None, login["data"]["access_token"])
+    return {c["collection"] for c in listed["data"]}
 
 
 async def test_fresh_database_boots_then_warm_boot_skips_directus_steps(
@@ -32,6 +52,11 @@ async def test_fresh_database_boots_then_warm_boot_skips_directus_steps(
     names = {r["conname"] for r in await conn.fetch("SELECT conname FROM pg_constraint WHERE contype = 'u'")}
     assert names >= CONSTRAINTS
     assert await conn.fetchval("SELECT count(*) FROM directus_users WHERE email = 'admin@example.com'") == 1
+    # The supervisor's tables are out of Directus's sight: its API lists every table of public (the pre-schema
+    # `positions`, which no snapshot mentions, included), but not the ledger nor the state table.
+    collections = await _collections_as_admin(int(fleet.extra_env["PORT"]))
+    assert "positions" in collections and "organizations" in collections
+    assert not {"migrations_applied", "supervisor_state"} & collections, collections
     proc.send_signal(signal.SIGTERM)
     first = await finish(proc, timeout=30)
     assert first.code == 143, first.stderr  # Directus re-raises SIGTERM after its clean shutdown
@@ -48,7 +73,7 @@ async def test_fresh_database_boots_then_warm_boot_skips_directus_steps(
 
     # A Directus upgrade (simulated: the records say 12.3.1) runs bootstrap, whose migrations it needs, and
     # re-applies the snapshot; both under their locks, both verified.
-    await conn.execute("UPDATE supervisor_state SET directus_version = '12.3.1'")
+    await conn.execute("UPDATE supervisor.supervisor_state SET directus_version = '12.3.1'")
     upgraded = await supervise("migrate", env=fleet.env(), cwd=project, timeout=240)
     assert upgraded.code == 0, upgraded.stderr
     assert (

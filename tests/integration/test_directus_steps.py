@@ -100,7 +100,7 @@ async def test_a_step_whose_lock_session_is_terminated_is_stopped_with_exit_3(
     assert "migrating 0042_big_table" in failure["error"]  # the step's last output
     assert r.events("directus.step_killed" if ignores_term else "directus.step_stopping")
     assert ("signal SIGTERM" in log.read_text()) is not ignores_term  # it ignored it: no handler ran
-    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    assert await conn.fetchval("SELECT to_regclass('supervisor.supervisor_state')") is None
     assert await conn.fetchval(_LOCK_BACKENDS) is None
 
 
@@ -242,7 +242,7 @@ async def test_a_hung_step_is_stopped_after_the_step_timeout(
     assert "raise SUPERVISOR_STEP_TIMEOUT" in failure["error"]
     assert "signal SIGTERM" in log.read_text()
     assert not _alive(_standin_pid(log))
-    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    assert await conn.fetchval("SELECT to_regclass('supervisor.supervisor_state')") is None
     assert await conn.fetchval(_LOCK_BACKENDS) is None
 
 

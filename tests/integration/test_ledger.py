@@ -36,8 +36,11 @@ async def _shape(conn: asyncpg.Connection, table: str = "migrations_applied") ->
     return [tuple(r) for r in rows]
 
 
-async def _legacy_rows(conn: asyncpg.Connection) -> dict[str, str]:
-    return {r["filename"]: r["checksum"] for r in await conn.fetch("SELECT * FROM migrations_applied")}
+async def _legacy_rows(
+    conn: asyncpg.Connection, table: str = "supervisor.migrations_applied"
+) -> dict[str, str]:
+    """The ledger's checksums by file: where the default puts it (an earlier one in public is moved there)."""
+    return {r["filename"]: r["checksum"] for r in await conn.fetch(f"SELECT * FROM {table}")}
 
 
 # --- item 4: names -------------------------------------------------------------------------------------------------
@@ -182,7 +185,7 @@ async def test_a_tracking_table_that_is_not_ours_is_refused_unchanged(
         assert r.stdout == ""
     assert await _shape(conn) == before
     assert await conn.fetchval("SELECT to_regclass('t1')") is None
-    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    assert await conn.fetchval("SELECT to_regclass('supervisor.supervisor_state')") is None
 
 
 async def test_newer_nullable_extra_column_is_tolerated(
@@ -192,7 +195,7 @@ async def test_newer_nullable_extra_column_is_tolerated(
     is ours: files are applied and recorded, the column is left alone."""
     layout.add("pre", "001.sql", "SELECT 1;")
     assert (await supervise(*PRE, env=db.env(), cwd=layout.root)).code == 0
-    await conn.execute("ALTER TABLE migrations_applied ADD COLUMN note text")
+    await conn.execute("ALTER TABLE supervisor.migrations_applied ADD COLUMN note text")
     layout.add("pre", "002.sql", "SELECT 2;")
     r = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert r.code == 0, r.stderr
@@ -203,19 +206,26 @@ async def test_a_state_table_that_is_not_ours_is_refused_before_any_phase(
     db: Database, conn: asyncpg.Connection, layout: Layout
 ):
     """`supervisor_state` (beside the tracking table) of another tool: exit 2 before the first file is applied,
-    also from `status`; it is not altered."""
-    await conn.execute("CREATE TABLE supervisor_state (key text PRIMARY KEY, value jsonb)")
-    before = await _shape(conn, "supervisor_state")
+    also from `status`; it is not altered. Another tool's `public.supervisor_state` is none of ours: left alone."""
+    await conn.execute("CREATE TABLE public.supervisor_state (key text PRIMARY KEY, value jsonb)")
+    await conn.execute(
+        "CREATE SCHEMA supervisor; CREATE TABLE supervisor.supervisor_state (key text PRIMARY KEY)"
+    )
+    before = await _shape(conn, "supervisor.supervisor_state")
     layout.add("pre", "001.sql", "CREATE TABLE t1 (id int);")
     for verb in (PRE, ("status",)):
         r = await supervise(*verb, env=db.env(), cwd=layout.root)
         assert r.code == 2, r.stderr
         assert r.failure["error_code"] == "TRACKING_TABLE_FOREIGN"
         assert r.failure["error"].startswith(
-            "public.supervisor_state is not the state table of this supervisor: it has no column phase;"
+            "supervisor.supervisor_state is not the state table of this supervisor: it has no column phase;"
         )
     assert await conn.fetchval("SELECT to_regclass('t1')") is None
-    assert await _shape(conn, "supervisor_state") == before
+    assert await _shape(conn, "supervisor.supervisor_state") == before
+    await conn.execute("DROP TABLE supervisor.supervisor_state")
+    r = await supervise(*PRE, env=db.env(), cwd=layout.root)
+    assert r.code == 0, r.stderr
+    assert await _shape(conn, "public.supervisor_state") == [("key", "text", True), ("value", "jsonb", False)]
 
 
 async def test_schema_qualified_foreign_table_is_named_with_its_schema(
@@ -316,7 +326,7 @@ async def test_status_and_plan_read_the_legacy_table_without_changing_it(
     layout.add("pre", "001.sql", one.replace(b"\r\n", b"\n"))  # converted to LF: not a change
     layout.add("pre", "002.sql", b"SELECT 22;\n")
     layout.add("pre", "003.sql", b"SELECT 3;\n")
-    shape, rows = await _shape(conn), await _legacy_rows(conn)
+    shape, rows = await _shape(conn), await _legacy_rows(conn, "public.migrations_applied")
 
     r = await supervise("status", "--json", env=db.env(), cwd=layout.root)
     assert r.code == 0, r.stderr
@@ -342,8 +352,8 @@ async def test_status_and_plan_read_the_legacy_table_without_changing_it(
     planned = next(x for x in json.loads(p.stdout)["phases"] if x["phase"] == "pre-schema")
     assert planned["pending"] == ["003.sql"] and planned["changed"] == ["002.sql"]
     assert await _shape(conn) == shape
-    assert await _legacy_rows(conn) == rows
-    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    assert await _legacy_rows(conn, "public.migrations_applied") == rows
+    assert await conn.fetchval("SELECT to_regclass('supervisor.supervisor_state')") is None
 
 
 async def test_two_replicas_adopt_the_legacy_table_once(
@@ -364,7 +374,7 @@ async def test_two_replicas_adopt_the_legacy_table_once(
     assert [r.code for r in results] == [0, 0], [r.stderr for r in results]
     assert [r["name"] for r in await conn.fetch("SELECT name FROM seen")] == ["002"]
     assert sum(len(r.events("step.applied")) for r in results) == 1
-    assert [c for c, _, _ in await _shape(conn)][3:] == [
+    assert [c for c, _, _ in await _shape(conn, "supervisor.migrations_applied")][3:] == [
         "phase", "duration_ms", "applied_by", "status", "statements_done", "statements_total",
     ]  # fmt: skip
     assert (await _legacy_rows(conn))["001.sql"].startswith("sha256:")

@@ -113,7 +113,7 @@ async def test_lost_connection_stops_the_phase(db: Database, conn: asyncpg.Conne
     assert r.failure["error_code"] == "CONNECTION_LOST"
     assert "002.sql" in r.failure["error"]
     assert await conn.fetchval("SELECT to_regclass('second')") is None
-    assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 1
+    assert await conn.fetchval("SELECT count(*) FROM supervisor.migrations_applied") == 1
 
 
 async def test_lock_released_under_the_phase_is_reported(db: Database, layout: Layout):
@@ -145,7 +145,7 @@ async def test_a_file_on_another_backend_than_the_lock_is_rolled_back(
     layout.add("pre", "001.sql", "CREATE TABLE t (id int);")
     settings = Settings.load(db.env())
     phase = SqlPhase("pre-schema", layout.pre, "SUPERVISOR_DB_INIT_DIR", SqlFolders(layout.pre, layout.post),
-                     "migrations_applied")  # fmt: skip
+                     "supervisor.migrations_applied")  # fmt: skip
     elsewhere = PhaseLock(conn, "pre-schema", 1, backend_pid=1)  # as if the lock were on another backend
     ctx = PhaseContext(settings=settings, conn=conn, lock=elsewhere, log=get_logger())
     steps = await phase.pending(ctx)
@@ -154,7 +154,7 @@ async def test_a_file_on_another_backend_than_the_lock_is_rolled_back(
     assert e.value.error_code == "TRANSACTION_POOLER"
     assert "pool_mode = session" in e.value.message
     assert await conn.fetchval("SELECT to_regclass('t')") is None
-    assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 0
+    assert await conn.fetchval("SELECT count(*) FROM supervisor.migrations_applied") == 0
     assert not conn.is_in_transaction()
 
 
@@ -177,7 +177,7 @@ async def test_ten_concurrent_replicas_apply_each_file_exactly_once(
         assert sum(len(r.events("step.applied")) for r in results) == (6 if phase == "pre-schema" else 5)
     counts = {r["file"]: r["count"] for r in await conn.fetch("SELECT file, count(*) FROM ran GROUP BY file")}
     assert counts == {**{f"pre{i}": 1 for i in range(1, 6)}, **{f"post{i}": 1 for i in range(1, 6)}}
-    assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 11
+    assert await conn.fetchval("SELECT count(*) FROM supervisor.migrations_applied") == 11
 
 
 async def test_kill_9_mid_run_then_clean_recovery(db: Database, conn: asyncpg.Connection, layout: Layout):

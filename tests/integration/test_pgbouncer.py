@@ -91,8 +91,10 @@ async def _finish_all(procs: list[asyncio.subprocess.Process]) -> list[tuple[int
 async def _applied(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], dict[str, int]]:
     ran = await conn.fetch("SELECT file, backend, held FROM ran ORDER BY file")
     recorded: dict[str, int] = {}
-    if await conn.fetchval("SELECT to_regclass('migrations_applied')"):
-        rows = await conn.fetch("SELECT filename, count(*) AS n FROM migrations_applied GROUP BY filename")
+    if await conn.fetchval("SELECT to_regclass('supervisor.migrations_applied')"):
+        rows = await conn.fetch(
+            "SELECT filename, count(*) AS n FROM supervisor.migrations_applied GROUP BY filename"
+        )
         recorded = {r["filename"]: r["n"] for r in rows}
     return ran, recorded
 
@@ -234,7 +236,7 @@ async def test_a_batch_that_finds_no_progress_counter_is_refused_as_a_pooler(
     assert "supervisor_progress" in r.failure["error"] and "pool_mode = session" in r.failure["error"]
     assert [e["file"] for e in r.events("step.applied")] == ["001.sql"]
     assert await conn.fetchval("SELECT to_regclass('second')") is None
-    assert await conn.fetchval("SELECT array_agg(filename) FROM migrations_applied") == ["001.sql"]
+    assert await conn.fetchval("SELECT array_agg(filename) FROM supervisor.migrations_applied") == ["001.sql"]
 
 
 async def test_a_backend_without_temporary_objects_reads_as_a_missing_counter(db: Database):

@@ -33,7 +33,7 @@ async def test_each_file_of_a_batch_gets_its_own_duration_and_applied_at(
     run = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert run.code == 0, run.stderr
     rows = await conn.fetch(
-        "SELECT filename, duration_ms, applied_at FROM migrations_applied ORDER BY filename"
+        "SELECT filename, duration_ms, applied_at FROM supervisor.migrations_applied ORDER BY filename"
     )
     durations = [r["duration_ms"] for r in rows]
     assert all(180 <= d < 350 for d in durations), durations
@@ -156,7 +156,7 @@ async def _everything(conn: asyncpg.Connection) -> list[object]:
         "('pg_catalog', 'information_schema') ORDER BY 1, 2"
     )
     out: list[object] = [tuple(t) for t in tables]
-    for table in ("migrations_applied", "supervisor_state"):
+    for table in ("supervisor.migrations_applied", "supervisor.supervisor_state"):
         if await conn.fetchval("SELECT to_regclass($1)", table):
             out += [tuple(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY 1")]
     return out
@@ -227,10 +227,14 @@ async def test_plan_check_exits_as_migrate_would_and_changes_nothing(
     applied.write_text("CREATE TABLE one (id int);")
     (layout.pre / "003_new.sql").unlink()
 
-    await conn.execute("UPDATE migrations_applied SET status = 'running' WHERE filename = '101.sql'")
+    await conn.execute(
+        "UPDATE supervisor.migrations_applied SET status = 'running' WHERE filename = '101.sql'"
+    )
     code, verdict = await check()
     assert (code, verdict["error_code"]) == (5, "HALF_APPLIED"), verdict
-    await conn.execute("UPDATE migrations_applied SET status = 'applied' WHERE filename = '101.sql'")
+    await conn.execute(
+        "UPDATE supervisor.migrations_applied SET status = 'applied' WHERE filename = '101.sql'"
+    )
 
     snapshot.write_text(SNAPSHOT + "# changed\n")
     dry.write_text(DELETES)

@@ -39,7 +39,9 @@ async def _guard(db: Database, layout: Layout, tmp_path: Path, dry_run: str) -> 
 
 
 async def _recorded(conn: asyncpg.Connection) -> list[str]:
-    return [r["phase"] for r in await conn.fetch("SELECT phase FROM supervisor_state ORDER BY phase")]
+    return [
+        r["phase"] for r in await conn.fetch("SELECT phase FROM supervisor.supervisor_state ORDER BY phase")
+    ]
 
 
 async def test_unreadable_dry_run_line_exits_8_and_records_nothing(
@@ -90,7 +92,9 @@ async def test_a_refusal_after_an_upgrade_bootstrap_says_the_migrations_stay(
     assert plain.code == 7, plain.stderr
     assert "so it was not applied" in plain.failure["error"]
     assert "directus bootstrap` ran" not in plain.failure["error"]
-    await conn.execute("UPDATE supervisor_state SET directus_version = '11.17.4' WHERE phase = 'bootstrap'")
+    await conn.execute(
+        "UPDATE supervisor.supervisor_state SET directus_version = '11.17.4' WHERE phase = 'bootstrap'"
+    )
     upgrade = await supervise("migrate", "--only", "schema-apply", env=env, cwd=layout.root)
     assert upgrade.code == 7, upgrade.stderr
     error = upgrade.failure["error"]
@@ -103,7 +107,9 @@ async def test_a_refusal_after_an_upgrade_bootstrap_says_the_migrations_stay(
         in error
     )
     assert (
-        await conn.fetchval("SELECT directus_version FROM supervisor_state WHERE phase = 'bootstrap'")
+        await conn.fetchval(
+            "SELECT directus_version FROM supervisor.supervisor_state WHERE phase = 'bootstrap'"
+        )
         == "12.4.0"
     )
 
@@ -132,7 +138,7 @@ async def _upgrade_pending(
     await _installed(conn)
     r, _ = await _guard(db, layout, tmp_path, "[12:00:00.000] INFO: No changes to apply.\n")
     assert r.code == 0, r.stderr
-    await conn.execute("UPDATE supervisor_state SET directus_version = '11.17.4'")
+    await conn.execute("UPDATE supervisor.supervisor_state SET directus_version = '11.17.4'")
     return db.env(SUPERVISOR_DIRECTUS_CMD=FAKE, FAKE_DRY_RUN=str(tmp_path / "dry-run.txt"))
 
 
@@ -162,7 +168,9 @@ async def test_plan_says_an_upgrade_diff_is_computed_before_directus_migrations(
     assert refused.code == 7, refused.stderr
     assert "note" in next(p for p in json.loads(refused.stdout)["phases"] if p["phase"] == "schema-apply")
     # No upgrade pending (bootstrap recorded for 12.4.0): no note.
-    await conn.execute("UPDATE supervisor_state SET directus_version = '12.4.0' WHERE phase = 'bootstrap'")
+    await conn.execute(
+        "UPDATE supervisor.supervisor_state SET directus_version = '12.4.0' WHERE phase = 'bootstrap'"
+    )
     plain = await supervise("plan", "--json", env=env, cwd=layout.root)
     assert plain.code == 0, plain.stderr
     assert "note" not in next(p for p in json.loads(plain.stdout)["phases"] if p["phase"] == "schema-apply")

@@ -44,6 +44,7 @@ async def _prepare(conn: asyncpg.Connection, database: str, mode: str, app: str,
     if mode == "statementwise":
         await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
         await conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public, other TO {app}")
+        await conn.execute(f"CREATE SCHEMA supervisor AUTHORIZATION {app}")  # the ledger's schema
 
 
 @pytest.fixture(params=["batched", "statementwise"])
@@ -87,7 +88,7 @@ async def _catalog(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
         "SELECT schemaname, tablename, tableowner FROM pg_tables WHERE tablename LIKE 't\\_%' ORDER BY 1, 2"
     )
     rows = await conn.fetch(
-        "SELECT filename, status, coalesce(statements_done, -1)::text FROM migrations_applied ORDER BY 1"
+        "SELECT filename, status, coalesce(statements_done, -1)::text FROM supervisor.migrations_applied ORDER BY 1"
     )
     return [tuple(r) for r in tables] + [tuple(r) for r in rows]
 
@@ -237,7 +238,8 @@ async def test_savepoints_inside_a_transactional_file_are_allowed(
     await _migrate(mode, layout)
     assert [r["id"] for r in await conn.fetch("SELECT id FROM t_sp")] == [2]
     assert (
-        await conn.fetchval("SELECT status FROM migrations_applied WHERE filename = '001.sql'") == "applied"
+        await conn.fetchval("SELECT status FROM supervisor.migrations_applied WHERE filename = '001.sql'")
+        == "applied"
     )
 
 
@@ -281,7 +283,7 @@ async def test_commit_inside_a_procedure_or_do_block_cannot_break_the_file_trans
     assert r.code == 4, r.stderr
     assert "ERROR 2D000: invalid transaction termination" in r.failure["error"]
     assert await conn.fetchval("SELECT to_regclass('t_do') IS NULL AND to_regclass('t_in_proc') IS NULL")
-    assert await conn.fetchval("SELECT count(*) FROM migrations_applied") == 0
+    assert await conn.fetchval("SELECT count(*) FROM supervisor.migrations_applied") == 0
 
     (layout.pre / "001.sql").write_text("-- supervisor: no-transaction\nCALL public.commits();")
     await _migrate(mode, layout)
@@ -333,9 +335,9 @@ async def test_sigterm_during_a_no_transaction_file_tells_what_was_committed(
     assert (
         "stays marked running (1 of 3)" in msg and "next boot refuses the file (exit 5, HALF_APPLIED)" in msg
     )
-    assert "DELETE FROM migrations_applied WHERE filename = '002_nt.sql'" in msg
+    assert "DELETE FROM supervisor.migrations_applied WHERE filename = '002_nt.sql'" in msg
     row = await conn.fetchrow(
-        "SELECT status, statements_done FROM migrations_applied WHERE filename = '002_nt.sql'"
+        "SELECT status, statements_done FROM supervisor.migrations_applied WHERE filename = '002_nt.sql'"
     )
     assert row is not None and tuple(row) == ("running", 1)
     assert await conn.fetchval("SELECT to_regclass('t_one') IS NOT NULL AND to_regclass('t_two') IS NULL")
@@ -344,7 +346,7 @@ async def test_sigterm_during_a_no_transaction_file_tells_what_was_committed(
     assert again.code == 5
     assert again.failure["error_code"] == "HALF_APPLIED"
     assert "only 1 of 3 statements" in again.failure["error"]
-    assert "DELETE FROM migrations_applied WHERE filename = '002_nt.sql'" in again.failure["error"]
+    assert "DELETE FROM supervisor.migrations_applied WHERE filename = '002_nt.sql'" in again.failure["error"]
 
 
 async def test_sigterm_during_a_transactional_file_says_it_was_rolled_back(

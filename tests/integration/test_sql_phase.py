@@ -17,7 +17,7 @@ POST = ("migrate", "--only", "post-schema")
 
 
 async def _rows(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
-    return {r["filename"]: r for r in await conn.fetch("SELECT * FROM migrations_applied")}
+    return {r["filename"]: r for r in await conn.fetch("SELECT * FROM supervisor.migrations_applied")}
 
 
 async def test_applies_in_order_once_and_rerun_is_a_noop(
@@ -156,7 +156,7 @@ async def test_no_transaction_failure_midway_is_refused_next_run(
     again = await supervise(*PRE, env=db.env(), cwd=layout.root)
     assert again.code == 5
     assert again.failure["error_code"] == "HALF_APPLIED"
-    assert "DELETE FROM migrations_applied WHERE filename = '001.sql'" in again.failure["error"]
+    assert "DELETE FROM supervisor.migrations_applied WHERE filename = '001.sql'" in again.failure["error"]
     assert await conn.fetchval("SELECT to_regclass('t2')") is None
 
 
@@ -349,6 +349,9 @@ async def test_without_temp_privilege_files_run_one_statement_per_round_trip(
     await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'app-pw-123'")
     await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{db.name}" FROM PUBLIC')
     await conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+    await conn.execute(
+        f"CREATE SCHEMA supervisor AUTHORIZATION {role}"
+    )  # the ledger's; the role may not create it
     try:
         layout.add("pre", "001.sql", "CREATE TABLE ok (id int PRIMARY KEY);\nINSERT INTO ok VALUES (1);")
         bad = layout.add("pre", "002.sql", "INSERT INTO ok VALUES (2);\nINSERT INTO ok VALUES (1);")

@@ -84,7 +84,7 @@ async def test_term_during_a_directus_cli_step_stops_it_and_records_nothing(
     error = r.failure["error"]
     assert "`directus bootstrap` was running and was stopped" in error, error
     assert "those that finished stay" in error and "the next boot runs it again, under its lock" in error
-    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    assert await conn.fetchval("SELECT to_regclass('supervisor.supervisor_state')") is None
     assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
 
@@ -133,7 +133,7 @@ async def test_term_during_each_phase(
     assert time.monotonic() - t0 < 8
     assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
     assert await conn.fetchval("SELECT to_regclass('t')") is None
-    assert await conn.fetchval("SELECT to_regclass('supervisor_state')") is None
+    assert await conn.fetchval("SELECT to_regclass('supervisor.supervisor_state')") is None
     if phase.endswith("-schema"):
         (layout.root / f"db-init{'' if folder == 'pre' else '-post'}" / "001.sql").write_text(
             "CREATE TABLE t ();"

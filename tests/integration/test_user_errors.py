@@ -44,14 +44,33 @@ def _as(db: Database, role: str, **env: str) -> dict[str, str]:
 async def test_role_without_create_on_public_names_the_grant(
     db: Database, layout: Layout, role: str, conn: asyncpg.Connection
 ):
-    """The PG 15 default (no CREATE on public for non-owners): exit 3 DB_PRIVILEGE naming the GRANT, quoted."""
+    """The PG 15 default (no CREATE on public for non-owners), with the ledger set to a table in public: exit 3
+    DB_PRIVILEGE naming the GRANT, quoted."""
     layout.add("pre", "001.sql", "SELECT 1;")
-    r = await supervise(*PRE, env=_as(db, role), cwd=layout.root)
+    env = _as(db, role, SUPERVISOR_TRACKING_TABLE="migrations_applied")
+    r = await supervise(*PRE, env=env, cwd=layout.root)
     assert r.code == 3, r.stderr
     assert r.failure["error_code"] == "DB_PRIVILEGE"
     assert f'GRANT CREATE ON SCHEMA "public" TO "{role}"' in r.failure["error"]
     await conn.execute(f'GRANT CREATE ON SCHEMA "public" TO "{role}"')  # the fix the message names works
-    assert (await supervise(*PRE, env=_as(db, role), cwd=layout.root)).code == 0
+    assert (await supervise(*PRE, env=env, cwd=layout.root)).code == 0
+
+
+async def test_role_without_create_on_the_database_for_the_default_schema(
+    db: Database, layout: Layout, role: str, conn: asyncpg.Connection
+):
+    """The default ledger lives in the schema `supervisor`: a role that may not create it gets exit 3 naming the
+    GRANT on the database and the schema an owner can make for it instead; that schema then works."""
+    layout.add("pre", "001.sql", "SELECT 1;")
+    r = await supervise(*PRE, env=_as(db, role), cwd=layout.root)
+    assert r.code == 3, r.stderr
+    assert r.failure["error_code"] == "DB_PRIVILEGE"
+    assert f'GRANT CREATE ON DATABASE "{db.name}" TO "{role}"' in r.failure["error"]
+    assert f'CREATE SCHEMA supervisor AUTHORIZATION "{role}"' in r.failure["error"]
+    await conn.execute(f'CREATE SCHEMA supervisor AUTHORIZATION "{role}"')
+    r = await supervise(*PRE, env=_as(db, role), cwd=layout.root)
+    assert r.code == 0, r.stderr
+    assert await conn.fetchval("SELECT filename FROM supervisor.migrations_applied") == "001.sql"
 
 
 async def test_role_without_create_on_database_for_a_tracking_schema(db: Database, layout: Layout, role: str):
@@ -76,23 +95,41 @@ async def test_existing_schema_is_used_without_create_on_the_database(
 async def test_legacy_table_owned_by_another_role(
     db: Database, layout: Layout, role: str, conn: asyncpg.Connection
 ):
-    """The old runner's table, owned by another role, cannot be upgraded in place: exit 3 naming the owner change."""
+    """The old runner's table, owned by another role, cannot be upgraded in place (ledger set to it) nor moved into
+    the schema `supervisor` (the default): exit 3 naming the owner change; nothing moved, nothing applied."""
     await conn.execute(
         "CREATE TABLE migrations_applied (filename text PRIMARY KEY, checksum text NOT NULL, "
         f'applied_at timestamptz NOT NULL DEFAULT now()); GRANT ALL ON migrations_applied TO "{role}"; '
-        f'GRANT CREATE ON SCHEMA public TO "{role}"'
+        f'GRANT CREATE ON SCHEMA public TO "{role}"; GRANT CREATE ON DATABASE "{db.name}" TO "{role}"'
     )
-    layout.add("pre", "001.sql", "SELECT 1;")
-    r = await supervise(*PRE, env=_as(db, role), cwd=layout.root)
+    layout.add("pre", "001.sql", "CREATE TABLE t1 (id int);")
+    r = await supervise(
+        *PRE, env=_as(db, role, SUPERVISOR_TRACKING_TABLE="migrations_applied"), cwd=layout.root
+    )
     assert r.code == 3, r.stderr
     assert r.failure["error_code"] == "DB_PRIVILEGE"
     assert f'ALTER TABLE "migrations_applied" OWNER TO "{role}"' in r.failure["error"]
+    r = await supervise(*PRE, env=_as(db, role), cwd=layout.root)
+    assert r.code == 3, r.stderr
+    assert r.failure["error_code"] == "DB_PRIVILEGE"
+    assert r.failure["error"].startswith(
+        f'the database role "{role}" may not move public.migrations_applied into the schema supervisor'
+    )
+    assert f'ALTER TABLE public.migrations_applied OWNER TO "{role}"' in r.failure["error"]
+    assert "SUPERVISOR_TRACKING_TABLE=public.migrations_applied" in r.failure["error"]
+    assert (
+        await conn.fetchval("SELECT to_regclass('public.migrations_applied')::text") == "migrations_applied"
+    )
+    assert await conn.fetchval("SELECT to_regclass('supervisor.migrations_applied')") is None
+    assert await conn.fetchval("SELECT to_regclass('t1')") is None
 
 
 async def test_search_path_naming_a_missing_schema(db: Database, layout: Layout):
-    """DB_SEARCH_PATH with no existing schema: exit 2 SCHEMA_MISSING, naming the path and the fix."""
+    """DB_SEARCH_PATH with no existing schema, and a tracking table without a schema of its own: exit 2
+    SCHEMA_MISSING, naming the path and the fix."""
     layout.add("pre", "001.sql", "SELECT 1;")
-    r = await supervise(*PRE, env=db.env(DB_SEARCH_PATH="app"), cwd=layout.root)
+    env = db.env(DB_SEARCH_PATH="app", SUPERVISOR_TRACKING_TABLE="migrations_applied")
+    r = await supervise(*PRE, env=env, cwd=layout.root)
     assert r.code == 2, r.stderr
     assert r.failure["error_code"] == "SCHEMA_MISSING"
     assert '"app"' in r.failure["error"] and "CREATE SCHEMA" in r.failure["error"]
@@ -102,7 +139,8 @@ async def test_search_path_in_the_connection_string_options(db: Database, layout
     """`options=-c search_path=...` in DB_CONNECTION_STRING naming a missing schema: exit 2 SCHEMA_MISSING."""
     layout.add("pre", "001.sql", "SELECT 1;")
     dsn = db.dsn + "?options=" + quote("-c search_path=nowhere")
-    r = await supervise(*PRE, env={**db.env(), "DB_CONNECTION_STRING": dsn}, cwd=layout.root)
+    env = {**db.env(SUPERVISOR_TRACKING_TABLE="migrations_applied"), "DB_CONNECTION_STRING": dsn}
+    r = await supervise(*PRE, env=env, cwd=layout.root)
     assert r.code == 2, r.stderr
     assert r.failure["error_code"] == "SCHEMA_MISSING"
     assert "nowhere" in r.failure["error"]
@@ -112,7 +150,7 @@ async def test_a_privilege_error_in_a_users_file_stays_an_sql_error(
     db: Database, layout: Layout, role: str, conn: asyncpg.Connection
 ):
     """Only the supervisor's own SQL maps to DB_PRIVILEGE: a user's file failing on a privilege is exit 4."""
-    await conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"; CREATE TABLE secret (id int)')
+    await conn.execute(f'CREATE SCHEMA supervisor AUTHORIZATION "{role}"; CREATE TABLE secret (id int)')
     layout.add("pre", "001.sql", "SELECT * FROM secret;")
     r = await supervise(*PRE, env=_as(db, role), cwd=layout.root)
     assert r.code == 4, r.stderr
@@ -284,11 +322,15 @@ async def test_tracking_table_the_role_may_not_read(
     """A tracking table made by another role and not granted: exit 3 DB_PRIVILEGE naming the GRANT on it."""
     layout.add("pre", "001.sql", "SELECT 1;")
     assert (await supervise(*PRE, env=db.env(), cwd=layout.root)).code == 0  # made by the owner
-    await conn.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    r = await supervise(*verb, env=_as(db, role), cwd=layout.root)
+    assert r.code == 3, r.stderr
+    assert r.failure["error_code"] == "DB_PRIVILEGE"
+    assert f'GRANT USAGE, CREATE ON SCHEMA "supervisor" TO "{role}"' in r.failure["error"]
+    await conn.execute(f'GRANT USAGE ON SCHEMA supervisor TO "{role}"')
     r = await supervise(*verb, env=_as(db, role), cwd=layout.root)
     assert r.code == 3, r.stderr
     assert r.failure["error_code"] == "DB_PRIVILEGE"
     assert (
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "migrations_applied" TO "{role}"'
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "supervisor"."migrations_applied" TO "{role}"'
         in r.failure["error"]
     )

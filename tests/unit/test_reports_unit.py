@@ -84,3 +84,20 @@ def test_plan_check_reports_the_first_refusal_over_any_pending_work():
     )
     assert plan_check({"phases": [pending, done]})["exit_code"] == 9
     assert plan_check({"phases": [done]})["exit_code"] == 0
+
+
+def test_plan_check_counts_moving_an_earlier_ledger_as_work():
+    """An earlier release's ledger that `migrate` would move into the supervisor's schema is something `migrate`
+    does: 9 even when no phase has anything to apply, the move named first; a refusal still wins."""
+    done = {"phase": "bootstrap", "check": check_verdict(0, None, "nothing to do")}
+    moving = {
+        "table": "public.migrations_applied",
+        "legacy": True,
+        "moves_to": "supervisor.migrations_applied",
+    }
+    verdict = plan_check({"ledger": moving, "phases": [done]})
+    assert (verdict["exit_code"], verdict["phase"]) == (9, None)
+    assert verdict["reason"] == "the ledger public.migrations_applied moves to supervisor.migrations_applied"
+    refused = {"phase": "pre-schema", "check": check_verdict(5, "CHECKSUM_MISMATCH", "changed")}
+    assert plan_check({"ledger": moving, "phases": [refused, done]})["exit_code"] == 5
+    assert plan_check({"ledger": {**moving, "moves_to": None}, "phases": [done]})["exit_code"] == 0

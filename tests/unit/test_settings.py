@@ -26,9 +26,20 @@ def test_defaults_follow_the_contract():
     )  # fmt: skip
     assert (s.wait_timeout, s.lock_timeout, s.stop_timeout) == (60, 600, 25)
     assert (
-        s.tracking_table == "migrations_applied" and not s.allow_destructive_schema and s.log_format == "auto"
+        s.tracking_table == "supervisor.migrations_applied"
+        and not s.allow_destructive_schema
+        and s.log_format == "auto"
     )
+    assert not s.tracking_table_explicit  # so an earlier ledger in public is adopted (supervisor.adopt)
     assert s.db is not None and s.db.describe() == "directus@db:5432/directus"
+
+
+@pytest.mark.parametrize("where", ["env", "flag"])
+def test_a_tracking_table_set_even_to_the_default_is_explicit(where: str):
+    """SUPERVISOR_TRACKING_TABLE (or --tracking-table) set, even to the default's value, is the user's choice."""
+    value = {"SUPERVISOR_TRACKING_TABLE": "supervisor.migrations_applied"}
+    s = Settings.load({**BASE, **value}) if where == "env" else Settings.load(BASE, value)
+    assert s.tracking_table == "supervisor.migrations_applied" and s.tracking_table_explicit
 
 
 def test_flags_win_over_env():
