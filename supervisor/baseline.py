@@ -28,7 +28,7 @@ from supervisor.ledger import APPLIED, BASELINE_MARK, Ledger
 from supervisor.lock import PhaseLock, advisory_lock
 from supervisor.privileges import denied
 from supervisor.settings import Settings
-from supervisor.sqlfile import SqlFile, require_folder
+from supervisor.sqlfile import SqlFile, checksum_matches, require_folder
 from supervisor.tablename import quote_table
 
 __all__ = ["baseline", "select_until"]
@@ -135,7 +135,13 @@ async def _baseline_phase(
         ledger = Ledger(conn, settings.tracking_table)
         rows = await ledger.load()  # under the lock: what another replica recorded meanwhile is seen here
         phase._validate(rows)  # the checks migrate makes: a changed or half-applied file is exit 5
-        todo = [f for f in files if f.name not in rows]
+        # Pending as migrate sees it: new files, and repeatable files whose content changed (their new version is
+        # recorded, so it is taken as already in place, like a new file's).
+        todo = [
+            f
+            for f in files
+            if f.name not in rows or (f.repeatable and not checksum_matches(rows[f.name].checksum, f))
+        ]
         try:
             await _insert(conn, ledger, lock, phase.name, todo)
         except asyncpg.NotNullViolationError as e:
@@ -146,7 +152,7 @@ async def _baseline_phase(
             log.info("baseline.recorded", phase=phase.name, file=f.name, checksum=f.checksum)
     result: dict[str, Any] = {
         "recorded": [f.name for f in todo],
-        "applied": [f.name for f in files if f.name in rows],
+        "applied": [f.name for f in files if f.name in rows and f not in todo],
     }
     return result
 
@@ -162,7 +168,12 @@ async def _insert(
         await conn.execute(
             f"INSERT INTO {ledger.table} (filename, checksum, phase, applied_at, applied_by, status) "
             f"SELECT u.filename, u.checksum, $3, now(), $4, CASE WHEN {lock.on_holder()} THEN '{APPLIED}' END "
-            "FROM unnest($1::text[], $2::text[]) AS u(filename, checksum)",
+            "FROM unnest($1::text[], $2::text[]) AS u(filename, checksum) "
+            # A changed repeatable file has a row: write its new version over it, as a re-run would. The status
+            # comes out NULL here too off the lock's backend, so the pooler check holds for the update as well.
+            "ON CONFLICT (filename) DO UPDATE SET checksum = EXCLUDED.checksum, phase = EXCLUDED.phase, "
+            "applied_at = EXCLUDED.applied_at, applied_by = EXCLUDED.applied_by, duration_ms = NULL, "
+            "status = EXCLUDED.status",
             [f.name for f in todo],
             [f.checksum for f in todo],
             phase,

@@ -156,3 +156,26 @@ async def test_two_baselines_at_once_record_each_file_once(
     recorded = [e["file"] for r in results for e in r.events("baseline.recorded")]
     assert sorted(recorded) == [f"{i:03d}.sql" for i in range(20)]
     assert await conn.fetchval("SELECT count(*) FROM supervisor.migrations_applied") == 20
+
+
+async def test_baseline_records_a_changed_repeatable_file_without_running_it(
+    db: Database, conn: asyncpg.Connection, layout: Layout
+):
+    """A repeatable file changed since it ran is pending for `migrate` (a re-run); `baseline` records its new
+    version without running it, so `migrate` then re-runs nothing. An unchanged repeatable file is left alone."""
+    layout.add("pre", "001_v.sql", "-- supervisor: repeatable\nCREATE OR REPLACE VIEW v AS SELECT 1 AS one;")
+    layout.add("pre", "002_w.sql", "-- supervisor: repeatable\nCREATE OR REPLACE VIEW w AS SELECT 2 AS two;")
+    assert (await supervise("migrate", "--only", "pre-schema", env=db.env(), cwd=layout.root)).code == 0
+    before = await _rows(conn)
+    layout.add("pre", "001_v.sql", "-- supervisor: repeatable\n" + BOOM)
+    r = await supervise("baseline", env=db.env(), cwd=layout.root)
+    assert r.code == 0, r.stderr
+    after = await _rows(conn)
+    assert [e["file"] for e in r.events("baseline.recorded")] == ["001_v.sql"]
+    assert after["001_v.sql"]["checksum"] != before["001_v.sql"]["checksum"]
+    assert after["001_v.sql"]["duration_ms"] is None
+    assert after["002_w.sql"]["checksum"] == before["002_w.sql"]["checksum"]
+    assert after["002_w.sql"]["applied_at"] == before["002_w.sql"]["applied_at"]
+    assert await conn.fetchval("SELECT one FROM v") == 1  # the new version (a division by zero) never ran
+    m = await supervise("migrate", "--only", "pre-schema", env=db.env(), cwd=layout.root)
+    assert m.code == 0 and m.events("step.applied") == [], m.stderr
