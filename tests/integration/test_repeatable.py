@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import ROOT, Database, Layout, finish, start_supervisor, supervise
 
 PRE = ("migrate", "--only", "pre-schema")
-LEDGER = "migrations_applied"  # the default tracking table
+LEDGER = "supervisor.migrations_applied"  # the default tracking table
 APP_PW = "app-pw-123"
 RUNS = "CREATE TABLE runs (n serial PRIMARY KEY, name text NOT NULL);"
 VIEW_1 = (
