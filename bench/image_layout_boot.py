@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -71,7 +72,8 @@ async def _boot(cluster: LocalCluster, image: Path, n: int, *, drop: bool, cmd: 
                 elapsed = time.monotonic() - t0
                 break
             await asyncio.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
         await proc.wait()
     calls = hole.connections if hole else 0
     if hole:
@@ -80,7 +82,7 @@ async def _boot(cluster: LocalCluster, image: Path, n: int, *, drop: bool, cmd: 
     await admin.close()
     if elapsed is None:
         return f"no ping within {limit:.0f}s (exit {proc.returncode}; proxy connections {calls}; log {log})"
-    return f"{elapsed:.1f}s (proxy connections {calls})"
+    return f"{elapsed:.1f}s (proxy connections {calls}; load average {os.getloadavg()[0]:.1f})"
 
 
 async def main() -> None:
