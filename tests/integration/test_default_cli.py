@@ -21,7 +21,9 @@ def _package(root: Path, *, entry: bool = True) -> Path:
     node_modules/@directus/api exporting ./cli/run.js (which notes its arguments and exits 7)."""
     root.mkdir()
     (root / "package.json").write_text(json.dumps({"name": "directus", "version": "12.4.0"}))
-    (root / "cli.js").write_text(_NOTE.replace("process.argv.slice(2)", "['cli.js', ...process.argv.slice(2)]"))
+    (root / "cli.js").write_text(
+        _NOTE.replace("process.argv.slice(2)", "['cli.js', ...process.argv.slice(2)]")
+    )
     api = root / "node_modules" / "@directus" / "api"
     (api / "dist" / "cli").mkdir(parents=True)
     (api / "package.json").write_text(
