@@ -1,11 +1,11 @@
 """Cold boot in the official image's layout, with egress open or dropped (issue 10, item 1).
 
-    python bench/image_layout_boot.py [--runs N] [--cmd default|cli.js]
+    python bench/image_layout_boot.py [--runs N] [--egress open|dropped|both] [--cmd default|cli.js]
 
 A folder laid out as the image's `/directus` (tests/image_layout.py), a throw-away Postgres, a fresh database per
 run, `run` with cwd there and no `directus` on PATH; the time is from the start of the supervisor to the first
-200 from /server/ping. "dropped" points every proxy variable at a listener that accepts and never answers.
-`--cmd cli.js` sets SUPERVISOR_DIRECTUS_CMD="node ./cli.js" (the old default) for comparison; it is given up on after
+200 from /server/ping. "dropped" points every proxy variable at a listener that accepts and never answers; with
+`both` the runs alternate between open and dropped. `--cmd cli.js` sets SUPERVISOR_DIRECTUS_CMD="node ./cli.js" (the old default) for comparison; it is given up on after
 `--limit` seconds.
 """
 
@@ -96,17 +96,18 @@ async def main() -> None:
     try:
         image = build_image_dir(install_directus(), Path(tempfile.mkdtemp()) / "directus")
         modes = ["open", "dropped"] if args.egress == "both" else [args.egress]
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
         n = 0
-        for mode in modes:
-            times: list[float] = []
-            for _ in range(args.runs):
+        for _ in range(args.runs):
+            for mode in modes:  # alternating, so the machine's load weighs on both alike
                 n += 1
                 line = await _boot(cluster, image, n, drop=mode == "dropped", cmd=args.cmd, limit=args.limit)
                 print(f"{args.cmd:8} egress {mode:8} run {n}: {line}", flush=True)
-                if line.endswith(")") and line[0].isdigit():
-                    times.append(float(line.split("s", 1)[0]))
-            if times:
-                print(f"{args.cmd:8} egress {mode:8} median {statistics.median(times):.1f}s of {len(times)}")
+                if line[0].isdigit():
+                    times[mode].append(float(line.split("s", 1)[0]))
+        for mode, got in times.items():
+            if got:
+                print(f"{args.cmd:8} egress {mode:8} median {statistics.median(got):.1f}s of {len(got)}")
     finally:
         cluster.destroy()
 
