@@ -28,7 +28,10 @@ _SETTINGS_FLAGS = (
     (
         "--directus-cmd",
         "SUPERVISOR_DIRECTUS_CMD",
-        "Directus CLI command, split like a shell line (default: `directus` on PATH, else `node cli.js`)",
+        (
+            "Directus CLI command, split like a shell line (default: node …/@directus/api/dist/cli/run.js of the "
+            "Directus found as `directus` on PATH, else as ./cli.js: its CLI entry without the npm update check)"
+        ),
     ),
     ("--wait-timeout", "SUPERVISOR_WAIT_TIMEOUT", "total time to wait for Postgres (default: 60s)"),
     ("--lock-timeout", "SUPERVISOR_LOCK_TIMEOUT", "time to wait for a phase lock (default: 600s)"),

@@ -6,7 +6,6 @@ Everything is parsed once, in `main()`, into frozen values that are passed down 
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from collections.abc import Mapping
@@ -282,12 +281,13 @@ class Settings:
         return self.db.secrets() if self.db else []
 
     def directus_argv(self) -> tuple[str, ...]:
-        """The Directus CLI command: the configured one, else `directus` on PATH, else the image's `node cli.js`."""
+        """The Directus CLI command: the configured one as given, else `node …/@directus/api/dist/cli/run.js` of the
+        Directus found as `directus` on PATH or `./cli.js` (no npm update check: supervisor.directus_entry)."""
         if self.directus_cmd:
             return self.directus_cmd
-        import shutil  # only here: it costs import time on every boot otherwise
+        from supervisor.directus_entry import default_command  # only here: most verbs never need it
 
-        return ("directus",) if shutil.which("directus") else ("node", os.path.join(".", "cli.js"))
+        return default_command()
 
     @classmethod
     def load(

@@ -107,3 +107,142 @@ def test_ci_workflow_lints_then_migrates_until_post_schema():
     steps = " ".join(str(s.get("run", "")) for s in flow["jobs"]["dry-run"]["steps"])
     assert steps.index(" lint") < steps.index("migrate --until post-schema")
     assert "postgres" in flow["jobs"]["dry-run"]["services"]
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.lstrip().startswith("#") and not pending:
+            continue
+        pending += line.rstrip("\\").strip() + " " if line.endswith("\\") else line.strip()
+        if not line.endswith("\\") and pending:
+            keyword, _, rest = pending.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+            pending = ""
+    return out
+
+
+class _Image:
+    """What the Dockerfile puts where: each COPY destination (absolute) with its source in the repository, the
+    final WORKDIR, ENV and ENTRYPOINT, and the RUN commands (after the base image's /directus)."""
+
+    def __init__(self) -> None:
+        self.copies: dict[str, Path] = {}
+        self.env: dict[str, str] = {}
+        self.runs: list[str] = []
+        self.workdir = "/"
+        self.entrypoint: list[str] = []
+        for keyword, args in _instructions():
+            if keyword == "WORKDIR":
+                self.workdir = args
+            elif keyword == "COPY":
+                parts = [p for p in args.split() if not p.startswith("--")]
+                *sources, dest = parts
+                for source in sources:
+                    target = dest if dest.startswith("/") else f"{self.workdir}/{dest.removeprefix('./')}"
+                    target = target.rstrip("/")
+                    if len(sources) > 1 or target == self.workdir:
+                        target = f"{target}/{Path(source).name}"
+                    self.copies[target] = ROOT / source
+            elif keyword == "ENV":
+                for key, value in re.findall(r"(\w+)=(\S+)", args):
+                    self.env[key] = value.strip('"')
+            elif keyword == "RUN":
+                self.runs.append(args)
+            elif keyword == "ENTRYPOINT":
+                self.entrypoint = json.loads(args)
+
+    def copied(self, path: str) -> Path | None:
+        """The repository file or folder that ends up at `path` in the image, if a COPY puts it there."""
+        for dest, source in self.copies.items():
+            if path == dest or path.startswith(dest + "/"):
+                return source / path[len(dest) :].lstrip("/")
+        return None
+
+    def made_by_run(self, path: str) -> bool:
+        """Whether a RUN creates `path` (python -m venv FOLDER, or a NODE_COMPILE_CACHE=FOLDER run chowned to 1000)."""
+        for run in self.runs:
+            if m := re.search(r"-m venv (\S+)", run):
+                venv = m.group(1)
+                if path in (venv, f"{venv}/bin/python"):
+                    return True
+            if f"NODE_COMPILE_CACHE={path} " in run and f"chown -R 1000:1000 {path}" in run:
+                return True
+        return False
+
+
+def _base_directus(tmp: Path) -> Path:
+    """The base image's /directus, in the parts that matter here: the `directus` package (package.json, cli.js) and
+    its node_modules/@directus/api with the file its `exports` name for ./cli/run.js, from the pinned install."""
+    from tests.directus_env import install_directus
+
+    modules = install_directus() / "node_modules"
+    image = tmp / "directus"
+    api = image / "node_modules" / "@directus" / "api"
+    api.mkdir(parents=True)
+    for name in ("package.json", "cli.js"):
+        shutil.copy(modules / "directus" / name, image / name)
+    shutil.copy(modules / "@directus" / "api" / "package.json", api / "package.json")
+    target = json.loads((api / "package.json").read_text())["exports"]["./cli/run.js"]
+    (api / target).parent.mkdir(parents=True)
+    (api / target).touch()
+    return image
+
+
+def test_every_default_path_the_supervisor_uses_exists_in_the_image(tmp_path: Path, monkeypatch):
+    """With the image's WORKDIR, ENV and ENTRYPOINT, each path the supervisor uses by default is put there by the
+    Dockerfile or the base image: the SQL folders, the snapshot, the CLI entry without the npm update check (the one
+    the compile cache is pre-warmed with), the compile cache folder and the venv's python."""
+    from supervisor import directus_entry
+    from supervisor.settings import Settings
+
+    image = _Image()
+    assert image.workdir == "/directus"  # the base image's, where its `directus` package is
+    settings = Settings.load({"DB_CLIENT": "pg", "DB_HOST": "h", "DB_PORT": "5432", "DB_DATABASE": "d",
+                              "DB_USER": "u", **image.env})  # fmt: skip
+    for default in (settings.db_init_dir, settings.db_init_post_dir, settings.snapshot):
+        source = image.copied(f"{image.workdir}/{default}")
+        assert source is not None and source.exists(), (
+            f"{default}: nothing in the Dockerfile puts it in /directus"
+        )
+    assert settings.snapshot.name == "schema.yaml" and image.copied("/directus/snapshots/schema.yaml")
+
+    base = _base_directus(tmp_path)
+    monkeypatch.chdir(base)
+    directus_entry._resolve.cache_clear()
+    node, entry = directus_entry.default_command(base, path="")
+    in_image = "/directus/" + str(Path(entry).relative_to(base))
+    assert (node, in_image) == ("node", "/directus/node_modules/@directus/api/dist/cli/run.js")
+    prewarm = [r for r in image.runs if "NODE_COMPILE_CACHE=" in r]
+    assert len(prewarm) == 1 and f"node {in_image} --version" in prewarm[0]
+
+    cache = image.env["SUPERVISOR_NODE_COMPILE_CACHE"]
+    assert cache.startswith("/directus/") and image.made_by_run(cache)
+    assert "env -u DB_CLIENT" in prewarm[0]  # the base image's sqlite3 default would create a database file
+    python = image.entrypoint[0]
+    assert image.entrypoint[1:] == ["-m", "supervisor"] and image.made_by_run(python)
+
+
+def test_the_image_installs_the_hash_lock_for_the_python_it_was_checked_for():
+    """The Dockerfile installs requirements.lock (the lock scripts/setup installs) with --require-hashes and
+    --no-deps, then the project with --no-deps; and it refuses a base image whose python3 is not the one the musl
+    wheel check covers."""
+    import importlib.util
+
+    image = _Image()
+    runs = " ".join(image.runs)
+    assert image.copied("/opt/supervisor/requirements.lock") == ROOT / "requirements.lock"
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock" in runs
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation /opt/supervisor" in runs
+    setup = (ROOT / "scripts" / "setup").read_text()
+    assert "--require-hashes --no-deps -r requirements.lock -r requirements-test.lock" in setup
+    spec = importlib.util.spec_from_file_location(
+        "check_musl_wheels", ROOT / "scripts" / "check_musl_wheels.py"
+    )
+    assert spec and spec.loader
+    musl = importlib.util.module_from_spec(spec)
+    sys.modules["check_musl_wheels"] = musl
+    spec.loader.exec_module(musl)
+    assert f"v == {musl.IMAGE_PYTHON}" in runs and "apk add --no-cache python3" in runs
