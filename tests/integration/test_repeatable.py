@@ -47,6 +47,7 @@ async def env(
     await conn.execute(f"CREATE ROLE {app} LOGIN PASSWORD '{APP_PW}'")
     await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{db.name}" FROM PUBLIC')
     await conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {app}")
+    await conn.execute(f"CREATE SCHEMA supervisor AUTHORIZATION {app}")  # the ledger's schema (the default)
     try:
         yield db.env(DB_USER=app, DB_PASSWORD=APP_PW)
     finally:
