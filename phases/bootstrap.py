@@ -77,8 +77,10 @@ def _require_scripts(argv: tuple[str, ...]) -> None:
         if arg.endswith((".js", ".mjs", ".cjs")) and not Path(arg).is_file():
             raise ConfigError(
                 f"cannot run the Directus CLI `{' '.join(argv)}`: the script {arg} ({Path(arg).absolute()}) does "
-                "not exist; check SUPERVISOR_DIRECTUS_CMD (for example node /directus/cli.js, or directus when it is "
-                "on PATH). Relative paths resolve against the working directory.",
+                "not exist; check SUPERVISOR_DIRECTUS_CMD (for example node "
+                "/directus/node_modules/@directus/api/dist/cli/run.js, Directus's CLI without the npm update check "
+                "that cli.js makes first), or unset it to use the Directus found on PATH or as ./cli.js. Relative "
+                "paths resolve against the working directory.",
                 error_code="DIRECTUS_CMD_INVALID",
             )
 
