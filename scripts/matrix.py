@@ -115,9 +115,12 @@ def run_cell(cell: Cell) -> Outcome:
             summary = line.strip().strip("=").strip()
     code = proc.wait()
     seconds = time.monotonic() - t0
-    # Fail closed: a cell that selected nothing (pytest exit 5) or skipped anything did not test its software.
-    ok = code == 0 and " passed" in summary and "skipped" not in summary
-    return Outcome(cell, ok, seconds, summary or f"pytest exited {code} without a summary")
+    return Outcome(cell, passed(code, summary), seconds, summary or f"pytest exited {code} without a summary")
+
+
+def passed(code: int, summary: str) -> bool:
+    """Fail closed: a cell that selected nothing (pytest exit 5) or skipped anything did not test its software."""
+    return code == 0 and re.search(r"\b\d+ passed\b", summary) is not None and "skipped" not in summary
 
 
 def table(outcomes: list[Outcome]) -> str:
