@@ -1,11 +1,13 @@
 """Makes snapshots/schema.yaml for the fleet app with the pinned Directus itself: creates the collections through
 its REST API, then `directus schema snapshot`, then checks the round trip (apply to a fresh database, no diff).
 
-    .venv/bin/python scripts/make_snapshot.py
+    .venv/bin/python scripts/make_snapshot.py                 # 12.4.0 (directus/) -> snapshots/schema.yaml
+    .venv/bin/python scripts/make_snapshot.py --directus 11   # 11.17.4 (directus-11/) -> tests/fixtures/snapshots/
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -18,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.directus_env import ADMIN_EMAIL, ADMIN_PASSWORD, directus_env, install_directus
+from tests.directus_env import ADMIN_EMAIL, ADMIN_PASSWORD, directus_env, install_directus, snapshot_for
 from tests.pg import LocalCluster, free_port
 
 PK = {"field": "id", "type": "integer", "meta": {"hidden": True, "interface": "input", "readonly": True},
@@ -72,7 +74,14 @@ def api(base: str, path: str, body: Any = None, token: str | None = None) -> Any
 
 
 def main() -> int:
-    install = install_directus()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--directus", type=int, choices=(12, 11), default=12, help="the Directus major (default 12)"
+    )
+    major = parser.parse_args().directus
+    install = install_directus(major)
     cluster = LocalCluster().init().start()
     port = free_port()
     try:
@@ -126,7 +135,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(30)
-        target = ROOT / "snapshots" / "schema.yaml"
+        target = snapshot_for(major)
         target.parent.mkdir(exist_ok=True)
         subprocess.run([*cli, "schema", "snapshot", "--yes", str(target)], env=env, check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip

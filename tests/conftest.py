@@ -23,7 +23,7 @@ import pytest
 import structlog
 
 from tests import failure_record
-from tests.pg import LocalCluster
+from tests.pg import LocalCluster, bindir, requested_version
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No DB_* or SUPERVISOR_* variable of the developer's shell leaks into a test."""
     for key in list(os.environ):
-        if key.startswith(("DB_", "SUPERVISOR_")) and key != "SUPERVISOR_TEST_DSN":
+        # SUPERVISOR_TEST_* choose the software under test (the matrix): they stay.
+        if key.startswith(("DB_", "SUPERVISOR_")) and not key.startswith("SUPERVISOR_TEST_"):
             monkeypatch.delenv(key)
 
 
@@ -92,7 +93,7 @@ def pg() -> Iterator[PgServer]:
     if _docker_engine():
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer("postgres:16", driver=None) as c:
+        with PostgresContainer(f"postgres:{requested_version() or 16}", driver=None) as c:
             u = urlsplit(c.get_connection_url())
             yield PgServer(u.hostname or "", int(u.port or 5432), u.username or "", u.password or "")
         return
@@ -101,6 +102,20 @@ def pg() -> Iterator[PgServer]:
         yield PgServer("127.0.0.1", cluster.port, cluster.user, cluster.password, cluster)
     finally:
         cluster.destroy()
+
+
+def expected_pg_major(server: PgServer) -> int | None:
+    """The major version the session's server must have: SUPERVISOR_TEST_PG_VERSION's, else that of the local
+    binaries a throw-away cluster runs on (testcontainers: its image's); None for a DSN given without a version."""
+    requested = requested_version()
+    if requested is not None:
+        return requested
+    if server.cluster is not None:
+        out = subprocess.run(
+            [str(bindir() / "postgres"), "--version"], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout.split()[-1].split(".")[0])
+    return None if os.environ.get("SUPERVISOR_TEST_DSN") else 16
 
 
 @dataclass

@@ -1,11 +1,14 @@
 """A throw-away PostgreSQL cluster from the local binaries, for tests, benchmarks and the demo.
 
-As root it runs as the `postgres` user (initdb refuses root). Durability is off: these clusters live for minutes.
+SUPERVISOR_TEST_PG_VERSION (15, 16, 17 or 18) picks the server's major version: its binaries come from
+`scripts/install-postgres`, installed on first use; unset, the newest local Debian binaries. As root the cluster
+runs as the `postgres` user (initdb refuses root). Durability is off: these clusters live for minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import shutil
@@ -15,12 +18,45 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PASSWORD", "LocalCluster", "bindir", "free_port"]
+__all__ = ["PASSWORD", "VERSION_ENV", "LocalCluster", "bindir", "free_port", "requested_version"]
 
 PASSWORD = "throwaway-pw-42"
+VERSION_ENV = "SUPERVISOR_TEST_PG_VERSION"
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def requested_version() -> int | None:
+    """The major version SUPERVISOR_TEST_PG_VERSION asks for, or None when it is unset."""
+    value = os.environ.get(VERSION_ENV, "")
+    if not value:
+        return None
+    if value not in ("15", "16", "17", "18"):
+        raise RuntimeError(
+            f"{VERSION_ENV}={value!r}: use 15, 16, 17 or 18 (or unset it for the local binaries)"
+        )
+    return int(value)
 
 
 def bindir() -> Path:
+    """The binaries of the requested version (SUPERVISOR_TEST_PG_VERSION), else the local default."""
+    version = requested_version()
+    return _installed(version) if version else _local_bindir()
+
+
+@functools.cache
+def _installed(version: int) -> Path:
+    """`scripts/install-postgres VERSION`: installs on first use; a failure is an error, never another version."""
+    script = _ROOT / "scripts" / "install-postgres"
+    out = subprocess.run([str(script), str(version)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"{VERSION_ENV}={version}: scripts/install-postgres {version} failed (exit {out.returncode}):\n"
+            f"{out.stderr.strip()}"
+        )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def _local_bindir() -> Path:
     """The newest `/usr/lib/postgresql/N/bin`, else the folder of `initdb` on PATH."""
     root = Path("/usr/lib/postgresql")
     versions = sorted(

@@ -213,7 +213,10 @@ async def test_a_backup_that_cannot_be_made_stops_the_apply_with_nothing_dropped
     assert await conn.fetchval("SELECT count(name) FROM vehicles") == 2
     assert await conn.fetchval("SELECT count(*) FROM legacy") == 2
     assert await _backup_tables(conn) == ["backups"]
-    assert await conn.fetchval("SELECT count(*) FROM supervisor.supervisor_state WHERE phase = 'schema-apply'") == 0
+    assert (
+        await conn.fetchval("SELECT count(*) FROM supervisor.supervisor_state WHERE phase = 'schema-apply'")
+        == 0
+    )
 
 
 async def test_a_role_that_may_not_create_the_backup_schema_gets_exit_3_and_nothing_dropped(
