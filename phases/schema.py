@@ -112,8 +112,7 @@ class SchemaPhase:
 
     async def _reason(self, conn: asyncpg.Connection, version: str) -> str | None:
         """Why the phase must run, or None for the warm-boot skip."""
-        done = await StateTable(conn, self.settings.tracking_table).get(self.name)
-        installed = await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL")
+        done, installed = await StateTable(conn, self.settings.tracking_table).read(self.name)
         if self.settings.force:
             return "forced (SUPERVISOR_FORCE)"
         if done is None or not installed:

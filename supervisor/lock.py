@@ -28,6 +28,7 @@ import anyio
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
+from supervisor import session
 from supervisor.db import transaction_pooler
 from supervisor.errors import ConfigError, LockTimeout
 
@@ -124,7 +125,10 @@ async def advisory_lock(
     delay = _POLL_FIRST_S
     next_holder_log = t0
     holders: list[dict[str, str | int | None]] = []
-    backend_pid = await conn.fetchval(_BACKEND)  # the session's backend: the lock is only ever taken there
+    # The session's backend: the lock is only ever taken there. Asked once per session (supervisor.session): a
+    # backend seen by any earlier statement of this session is as good as one asked for just now.
+    known = session.of(conn)
+    backend_pid = known.backend_pid or await conn.fetchval(_BACKEND)
     while True:
         row = await conn.fetchrow(_try_sql(objid, backend_pid))
         assert row is not None  # a SELECT without FROM returns exactly one row
@@ -148,6 +152,7 @@ async def advisory_lock(
         here = await conn.fetchval(_BACKEND)  # a second statement, before any work: still the same backend?
         if here != backend_pid:
             raise _pooled(name, backend_pid, here)
+        known.backend_pid = backend_pid
         yield lock
     except BaseException:
         await _release(lock, log, failing=True)
