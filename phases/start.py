@@ -11,7 +11,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from supervisor import pid1
+from supervisor import clock, nodecache, pid1
 from supervisor.settings import Settings
 from supervisor.signals import stop_if_signalled
 
@@ -24,8 +24,9 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
     `supervisor.signals.hand_over`. A stop signal that came after the phases means Directus never starts
     (`Interrupted`, 128+N)."""
     argv = (*settings.directus_argv(), "start")
+    env = nodecache.child_env(settings.node_compile_cache, log)
     stop_if_signalled()
-    log.info("directus.exec", argv=" ".join(argv), **fields)
+    log.info("directus.exec", argv=" ".join(argv), **fields, **clock.summary())
     sys.stdout.flush()
     sys.stderr.flush()
     # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored: give Directus the defaults.
@@ -34,7 +35,7 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())  # a stop from here on ends the worker by default: 128+N
     pid1.note_exec(pid1.EXEC)
     try:
-        os.execvp(argv[0], argv)  # noqa: S606 (argv is the configured Directus command)
+        os.execvpe(argv[0], argv, env)  # noqa: S606 (argv is the configured Directus command)
     except OSError as e:
         from supervisor.errors import ConfigError
 

@@ -43,6 +43,11 @@ _exec_pipe: int | None = None
 EXEC, FAILED = b"E", b"F"
 
 
+def is_worker() -> bool:
+    """Whether this process is the fork-split worker (its parent is the resident loop)."""
+    return _exec_pipe is not None
+
+
 def note_exec(stage: bytes) -> None:
     """In the worker: tell the resident parent that Directus is about to be exec'd (EXEC), or that it failed."""
     if _exec_pipe is not None:

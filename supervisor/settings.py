@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from supervisor import nodecache
 from supervisor.errors import ConfigError
 from supervisor.tablename import parse_table_name
 
@@ -266,6 +267,8 @@ class Settings:
     # A new file that sorts before an applied one: `warn` applies it with a warning, `refuse` exits 5.
     out_of_order: str = "warn"
     force: bool = False
+    # Node's compile cache folder for Directus (supervisor.nodecache); None: off.
+    node_compile_cache: Path | None = None
     warnings: tuple[tuple[str, dict[str, str]], ...] = ()
 
     def secrets(self) -> list[str]:
@@ -328,6 +331,7 @@ class Settings:
             log_format=log_format,
             out_of_order=out_of_order,
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
+            node_compile_cache=nodecache.parse_setting(e.get("SUPERVISOR_NODE_COMPILE_CACHE"), merged),
             warnings=tuple(e.warnings),
         )
 
