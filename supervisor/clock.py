@@ -1,8 +1,9 @@
 """The supervisor's own time per boot: everything but Node (the interpreter, connecting, the checks, the SQL).
 
 `supervisor_ms` = time since the process started (the kernel's start time of the entry point: the resident parent
-when the boot is fork-split, 10 ms resolution) minus the time Directus CLI steps ran (Node). It goes into the summary
-line of a boot (`directus.exec`, `supervisor.finished`), so the cost of the supervisor stays visible in every log.
+when the boot is fork-split, 10 ms resolution) minus the time Directus CLI steps ran (Node, `node_ms`) and the time
+spent waiting for a phase lock another replica held (`wait_ms`: that replica's work, mostly its Node). It goes into
+the summary line of a boot (`directus.exec`, `supervisor.finished`), so the supervisor's cost stays visible.
 """
 
 from __future__ import annotations
@@ -10,15 +11,22 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["add_node_ms", "summary"]
+__all__ = ["add_node_ms", "add_wait_ms", "summary"]
 
 _node_ms = 0  # summed durations of the Directus CLI steps of this process
+_wait_ms = 0  # summed waits for phase locks held elsewhere
 
 
 def add_node_ms(ms: int) -> None:
     """Count a Directus CLI step's duration as Node's time."""
     global _node_ms
     _node_ms += ms
+
+
+def add_wait_ms(ms: int) -> None:
+    """Count time spent waiting for a lock another session held."""
+    global _wait_ms
+    _wait_ms += ms
 
 
 def _started_ms_ago(pid: int) -> int | None:
@@ -33,12 +41,13 @@ def _started_ms_ago(pid: int) -> int | None:
 
 
 def summary() -> dict[str, int]:
-    """`boot_ms` (since the entry point started), `node_ms` (CLI steps) and `supervisor_ms` (the rest); empty where
-    the start time cannot be read."""
+    """`boot_ms` (since the entry point started), `node_ms` (CLI steps), `wait_ms` (locks held elsewhere) and
+    `supervisor_ms` (the rest); empty where the start time cannot be read."""
     from supervisor import pid1
 
     # In the fork-split worker, the boot began when the resident parent (the entry point) started.
     boot_ms = _started_ms_ago(os.getppid() if pid1.is_worker() else os.getpid())
     if boot_ms is None:
         return {}
-    return {"boot_ms": boot_ms, "node_ms": _node_ms, "supervisor_ms": max(0, boot_ms - _node_ms)}
+    own = max(0, boot_ms - _node_ms - _wait_ms)
+    return {"boot_ms": boot_ms, "node_ms": _node_ms, "wait_ms": _wait_ms, "supervisor_ms": own}

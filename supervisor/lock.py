@@ -28,7 +28,7 @@ import anyio
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
-from supervisor import session
+from supervisor import clock, session
 from supervisor.db import transaction_pooler
 from supervisor.errors import ConfigError, LockTimeout
 
@@ -146,7 +146,10 @@ async def advisory_lock(
             raise _timeout(name, timeout_s, await lock_holders(conn, objid))
         await anyio.sleep(min(delay, max(0.0, t0 + timeout_s - now)) * random.uniform(0.8, 1.2))  # noqa: S311
         delay = min(delay * 2, _POLL_MAX_S)
-    log.debug("lock.acquired", lock=name, waited_ms=round((time.monotonic() - t0) * 1000))
+    waited_ms = round((time.monotonic() - t0) * 1000)
+    if delay > _POLL_FIRST_S:  # it had to wait: another session held the lock
+        clock.add_wait_ms(waited_ms)
+    log.debug("lock.acquired", lock=name, waited_ms=waited_ms)
     lock = PhaseLock(conn, name, objid, backend_pid)
     try:
         here = await conn.fetchval(_BACKEND)  # a second statement, before any work: still the same backend?
