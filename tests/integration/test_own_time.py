@@ -47,5 +47,6 @@ async def test_cli_steps_and_lock_waits_are_not_the_supervisors_time(
         assert line["node_ms"] == steps
         assert line["supervisor_ms"] == line["boot_ms"] - line["node_ms"] - line["wait_ms"] >= 0
     runner, waiter = sorted(lines, key=lambda line: -line["node_ms"])
-    assert runner["node_ms"] - waiter["node_ms"] >= 2000  # both ask the CLI for its version; one ran the steps
+    # Both ask the CLI for its version; one ran the steps.
+    assert runner["node_ms"] - waiter["node_ms"] >= 2000
     assert waiter["wait_ms"] >= 1000
