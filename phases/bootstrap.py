@@ -87,9 +87,9 @@ def _require_scripts(argv: tuple[str, ...]) -> None:
 
 async def bootstrap_reason(conn: asyncpg.Connection, state: StateTable, version: str) -> str | None:
     """Why `directus bootstrap` must run now, or None when this version is bootstrapped here already."""
-    if not await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL"):
+    done, installed = await state.read("bootstrap")
+    if not installed:
         return NOT_INSTALLED
-    done = await state.get("bootstrap")
     if done is None:
         return "no bootstrap recorded by the supervisor yet"
     if done.directus_version != version:

@@ -5,7 +5,9 @@
 3. `--dry-run`, parsed strictly: a line the parser cannot read is a refusal (exit 8), never an empty diff; a
    deletion, an index or unique-constraint drop, a primary-key or type change is refused (exit 7) unless
    SUPERVISOR_ALLOW_DESTRUCTIVE_SCHEMA is set, listing each item and the rows that would lose data;
-4. apply, then a second dry-run must show no changes (Directus's exit code alone proves nothing);
+4. apply, then verify (Directus's exit code alone proves nothing): a second dry-run must show no changes; on a
+   database Directus was installed on in this boot and holding nothing of the snapshot, the database itself must
+   show every collection, field, relation and system index of it (supervisor.schemacheck), saving a Node start;
 5. record the snapshot checksum and Directus version: a warm boot with both unchanged skips the phase entirely.
 """
 
@@ -24,6 +26,7 @@ from supervisor.backup_keep import keep_backups
 from supervisor.directus import CliResult, run_cli
 from supervisor.errors import DirectusStepFailed, SchemaRefusal, SupervisorError
 from supervisor.lock import PhaseLock
+from supervisor.schemacheck import CREATED, Expected, expected, present
 from supervisor.schemadiff import Change, Diff, UnreadableDryRun, multiline_values, parse_dry_run
 from supervisor.settings import Settings
 from supervisor.snapshot import Snapshot, check_fit, load_snapshot
@@ -111,8 +114,7 @@ class SchemaPhase:
 
     async def _reason(self, conn: asyncpg.Connection, version: str) -> str | None:
         """Why the phase must run, or None for the warm-boot skip."""
-        done = await StateTable(conn, self.settings.tracking_table).get(self.name)
-        installed = await conn.fetchval("SELECT to_regclass('directus_collections') IS NOT NULL")
+        done, installed = await StateTable(conn, self.settings.tracking_table).read(self.name)
         if self.settings.force:
             return "forced (SUPERVISOR_FORCE)"
         if done is None or not installed:
@@ -153,12 +155,15 @@ class SchemaPhase:
         self, ctx: PhaseContext, version: str, *, bootstrapped: str | None, t0: float
     ) -> dict[str, Any]:
         snap = self.snapshot
-        if bootstrapped == NOT_INSTALLED:
-            # Just installed on an empty database: there is nothing to drop, so skip the guard's dry-run (one
-            # Node start, about 3 s of a cold boot). The verification dry-run below still runs.
+        want = expected(snap.data)
+        fresh = bootstrapped == NOT_INSTALLED and await _nothing_there(ctx, want)
+        if fresh:
+            # Just installed on a database holding nothing of the snapshot: there is nothing to drop, so skip the
+            # guard's dry-run (one Node start, about 3 s of a cold boot); the outcome is verified in the database.
             diff = None
             ctx.log.info(
-                "schema.fresh_database", hint="nothing to destroy; applying without the guard's dry-run"
+                "schema.fresh_database",
+                hint="nothing to destroy; applying without the guard's dry-run, verifying in the database",
             )
         else:
             diff = await dry_run(ctx.settings, snap, ctx.log, ctx.lock)
@@ -187,13 +192,16 @@ class SchemaPhase:
                     f"dry-run shows what remains:\n{result.tail()}",
                     error_code="SCHEMA_APPLY_FAILED",
                 )
-            left = await dry_run(ctx.settings, snap, ctx.log, ctx.lock, applied=True)
-            if not left.empty:
-                raise DirectusStepFailed(
-                    f"`directus schema apply` reported success but {len(left.changes)} change(s) remain: "
-                    + "; ".join(c.describe() for c in left.changes[:10]),
-                    error_code="SCHEMA_NOT_APPLIED",
-                )
+            if fresh:
+                await _verify_in_database(ctx, want)
+            else:
+                left = await dry_run(ctx.settings, snap, ctx.log, ctx.lock, applied=True)
+                if not left.empty:
+                    raise DirectusStepFailed(
+                        f"`directus schema apply` reported success but {len(left.changes)} change(s) remain: "
+                        + "; ".join(c.describe() for c in left.changes[:10]),
+                        error_code="SCHEMA_NOT_APPLIED",
+                    )
         duration_ms = round((time.monotonic() - t0) * 1000)
         await StateTable(ctx.conn, ctx.settings.tracking_table).put(
             self.name, version, snap.checksum, duration_ms
@@ -310,6 +318,44 @@ class SchemaPhase:
             refusal = backups.refusal(self.snapshot.path)
             out["check"] = check_verdict(refusal.code, refusal.error_code, refusal.message)
         return out
+
+
+async def _nothing_there(ctx: PhaseContext, want: Expected) -> bool:
+    """Whether the database holds none of what the snapshot's apply creates (no table, column or Directus record
+    of it): then nothing can be dropped, and presence alone proves the apply. Else the dry-runs decide."""
+    found, _ = await present(ctx.conn, want)
+    there = [i for i in found if i.kind in CREATED]
+    if there:
+        ctx.log.info(
+            "schema.found_before_apply",
+            items=len(there),
+            first=[i.describe() for i in there[:5]],
+            hint="guarding and verifying with dry-runs",
+        )
+    return not there
+
+
+async def _verify_in_database(ctx: PhaseContext, want: Expected) -> None:
+    """After a fresh apply: every collection, field, relation and system index of the snapshot is there (exit 8 if
+    not: `schema apply` exited 0 without doing what it claims)."""
+    t0 = time.monotonic()
+    _, missing = await present(ctx.conn, want)
+    if missing:
+        raise DirectusStepFailed(
+            f"`directus schema apply` reported success but {len(missing)} item(s) of the snapshot are not in the "
+            "database: "
+            + "; ".join(i.describe() for i in missing[:10])
+            + ("; ..." if len(missing) > 10 else "")
+            + ". Nothing was recorded, so the next boot tries again; check that DB_* and DB_SEARCH_PATH are the "
+            "same for Directus and the supervisor, and Directus's output above.",
+            error_code="SCHEMA_NOT_APPLIED",
+        )
+    ctx.log.info(
+        "schema.verified",
+        items=len(want.items),
+        how="database",
+        duration_ms=round((time.monotonic() - t0) * 1000),
+    )
 
 
 def _mostly_system_index_drops(destructive: list[Change]) -> bool:

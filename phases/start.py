@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from supervisor import pid1
+from supervisor import clock, nodecache, pid1
 from supervisor.settings import Settings
 from supervisor.signals import stop_if_signalled
 
@@ -35,8 +35,10 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
         fields = {**fields, "pm2_instances": settings.pm2_instances, "directus_script": launch.script}
     else:
         argv = (*settings.directus_argv(), "start")
+    # pm2-runtime passes its environment on to the workers, so they get the compile cache too.
+    env = nodecache.child_env(settings.node_compile_cache, log)
     stop_if_signalled()
-    log.info("directus.exec", argv=" ".join(argv), **fields)
+    log.info("directus.exec", argv=" ".join(argv), **fields, **clock.summary())
     sys.stdout.flush()
     sys.stderr.flush()
     # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored: give Directus the defaults.
@@ -50,7 +52,7 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())  # a stop from here on ends the worker by default: 128+N
     pid1.note_exec(pid1.EXEC)
     try:
-        os.execvp(argv[0], argv)  # noqa: S606 (argv is the configured Directus command)
+        os.execvpe(argv[0], argv, env)  # noqa: S606 (argv is the configured Directus command)
     except OSError as e:
         from supervisor.errors import ConfigError
 

@@ -58,6 +58,14 @@ _SETTINGS_FLAGS = (
     ),
     ("--log-level", "SUPERVISOR_LOG_LEVEL", "debug, info, warning or error (default: info)"),
     (
+        "--node-compile-cache",
+        "SUPERVISOR_NODE_COMPILE_CACHE",
+        (
+            "folder handed to Directus as NODE_COMPILE_CACHE (Node >= 22.1), unless NODE_COMPILE_CACHE is set; "
+            "off disables it (default: $XDG_CACHE_HOME or ~/.cache, then /directus-supervisor/node-compile-cache)"
+        ),
+    ),
+    (
         "--out-of-order",
         "SUPERVISOR_OUT_OF_ORDER",
         "a new SQL file sorting before an applied one: warn (apply it, log a warning) or refuse (exit 5) (default: warn)",
@@ -270,7 +278,9 @@ async def _dispatch(args: argparse.Namespace, names: list[str], settings: Settin
         if any(n != "start" for n in names):
             outcomes = await run_phases(settings, [phases[n] for n in names if n != "start"], log)
         if "start" not in names:
-            log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=0)
+            from supervisor import clock
+
+            log.info("supervisor.finished", verb=args.verb, outcomes=outcomes, exit_code=0, **clock.summary())
             return 0
         from phases.start import exec_directus
 

@@ -30,7 +30,7 @@ import anyio
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
-from supervisor import inflight
+from supervisor import clock, inflight, nodecache
 from supervisor.errors import ConfigError, DatabaseUnavailable, DirectusStepFailed
 from supervisor.lock import PhaseLock
 from supervisor.schemadiff import strip_ansi
@@ -68,10 +68,12 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(f"  | {line}" for line in kept) if kept else "  | (no output)"
 
 
-def cli_env() -> dict[str, str]:
+def cli_env(settings: Settings, log: Any) -> dict[str, str]:
     """The environment for CLI steps: the supervisor's own, with colour off and info logging on, so the output can
-    be parsed (`No changes to apply.` is an info line: a LOG_LEVEL of warn would hide it)."""
-    return {**os.environ, "FORCE_COLOR": "0", "NO_COLOR": "1", "LOG_LEVEL": "info"}
+    be parsed (`No changes to apply.` is an info line: a LOG_LEVEL of warn would hide it), and Node's compile cache
+    (supervisor.nodecache)."""
+    env = nodecache.child_env(settings.node_compile_cache, log)
+    return {**env, "FORCE_COLOR": "0", "NO_COLOR": "1", "LOG_LEVEL": "info"}
 
 
 @functools.cache
@@ -196,7 +198,7 @@ async def run_cli(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=cli_env(),
+            env=cli_env(settings, log),
             # A preexec_fn is unsafe when other threads hold locks the child needs; this one only calls prctl.
             preexec_fn=preexec,
         )
@@ -251,6 +253,7 @@ async def run_cli(
     result = CliResult(
         argv, proc.returncode, "\n".join(out), "\n".join(err), round((time.monotonic() - t0) * 1000)
     )
+    clock.add_node_ms(result.duration_ms)
     log.info(
         "directus.step_finished", argv=" ".join(argv), exit_code=result.code, duration_ms=result.duration_ms
     )

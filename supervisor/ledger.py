@@ -18,7 +18,16 @@ from supervisor.db import QUIET, application_name, rollback, session_reset_sql
 from supervisor.lock import CLASSID, LEDGER_OBJID, PhaseLock
 from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
-from supervisor.tables import ABSENT, CURRENT, LEGACY, Relation, foreign_table_error, inspect, ledger_shape
+from supervisor.tables import (
+    ABSENT,
+    CURRENT,
+    LEGACY,
+    Relation,
+    foreign_table_error,
+    inspect,
+    ledger_shape,
+    remember,
+)
 
 __all__ = ["APPLIED", "BASELINE_MARK", "FAILED", "RUNNING", "Ledger", "Row", "quote_table"]
 
@@ -97,7 +106,13 @@ class Ledger:
 
     async def shape(self) -> str:
         """`ABSENT`, `LEGACY` or `CURRENT`; a table of our name that is not ours raises `ConfigError` (exit 2)."""
-        return self._verdict(await inspect(self.conn, self.table))
+        return self.verdict(await inspect(self.conn, self.table))
+
+    def verdict(self, rel: Relation | None) -> str:
+        """`shape` of an inspected relation; a CURRENT one is remembered for this connection."""
+        shape = self._verdict(rel)
+        remember(self.conn, self.table, rel, shape)
+        return shape
 
     def _verdict(self, rel: Relation | None) -> str:
         shape, problems = ledger_shape(rel)
@@ -159,7 +174,7 @@ class Ledger:
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
             # Decide again under the lock, from the catalog: another replica may have created or upgraded it, and
             # a table that is not ours must be refused before the first ALTER.
-            shape = self._verdict(await inspect(self.conn, self.table))
+            shape = self._verdict(await inspect(self.conn, self.table, fresh=True))
             if shape == CURRENT:
                 return
             if shape == ABSENT:

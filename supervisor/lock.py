@@ -28,6 +28,7 @@ import anyio
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
+from supervisor import clock, session
 from supervisor.db import transaction_pooler
 from supervisor.errors import ConfigError, LockTimeout
 
@@ -124,7 +125,10 @@ async def advisory_lock(
     delay = _POLL_FIRST_S
     next_holder_log = t0
     holders: list[dict[str, str | int | None]] = []
-    backend_pid = await conn.fetchval(_BACKEND)  # the session's backend: the lock is only ever taken there
+    # The session's backend: the lock is only ever taken there. Asked once per session (supervisor.session): a
+    # backend seen by any earlier statement of this session is as good as one asked for just now.
+    known = session.of(conn)
+    backend_pid = known.backend_pid or await conn.fetchval(_BACKEND)
     while True:
         row = await conn.fetchrow(_try_sql(objid, backend_pid))
         assert row is not None  # a SELECT without FROM returns exactly one row
@@ -142,12 +146,16 @@ async def advisory_lock(
             raise _timeout(name, timeout_s, await lock_holders(conn, objid))
         await anyio.sleep(min(delay, max(0.0, t0 + timeout_s - now)) * random.uniform(0.8, 1.2))  # noqa: S311
         delay = min(delay * 2, _POLL_MAX_S)
-    log.debug("lock.acquired", lock=name, waited_ms=round((time.monotonic() - t0) * 1000))
+    waited_ms = round((time.monotonic() - t0) * 1000)
+    if delay > _POLL_FIRST_S:  # it had to wait: another session held the lock
+        clock.add_wait_ms(waited_ms)
+    log.debug("lock.acquired", lock=name, waited_ms=waited_ms)
     lock = PhaseLock(conn, name, objid, backend_pid)
     try:
         here = await conn.fetchval(_BACKEND)  # a second statement, before any work: still the same backend?
         if here != backend_pid:
             raise _pooled(name, backend_pid, here)
+        known.backend_pid = backend_pid
         yield lock
     except BaseException:
         await _release(lock, log, failing=True)

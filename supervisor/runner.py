@@ -21,9 +21,11 @@ from supervisor.errors import SupervisorError
 from supervisor.ledger import Ledger
 from supervisor.lock import advisory_lock
 from supervisor.privileges import denied
+from supervisor.session import forget_relations
 from supervisor.settings import Settings
 from supervisor.state import StateTable
 from supervisor.tablename import quote_table
+from supervisor.tables import inspect_all
 
 __all__ = ["check_tables", "collect_status", "run_phases"]
 
@@ -79,8 +81,10 @@ async def run_phases(
 
 async def check_tables(conn: asyncpg.Connection, tracking_table: str) -> None:
     """Refuse (exit 2) a tracking or state table of our names that is not ours, before any phase reads or writes."""
-    await Ledger(conn, tracking_table).shape()
-    await StateTable(conn, tracking_table).shape()
+    ledger, state = Ledger(conn, tracking_table), StateTable(conn, tracking_table)
+    found = await inspect_all(conn, [ledger.table, state.table])  # one round trip for both
+    ledger.verdict(found[ledger.table])
+    state.verdict(found[state.table])
 
 
 async def _run_one(
@@ -91,8 +95,13 @@ async def _run_one(
         ctx = PhaseContext(settings=settings, conn=conn, lock=lock, log=log)
         steps = await phase.pending(ctx)
         if steps:
-            async for step, fields in phase.apply(ctx, steps):
-                log.info("step.applied", file=step.name, **fields)
+            # The user's SQL and Directus's steps run now: no table verdict is taken on trust across them.
+            forget_relations(conn)
+            try:
+                async for step, fields in phase.apply(ctx, steps):
+                    log.info("step.applied", file=step.name, **fields)
+            finally:
+                forget_relations(conn)
     outcome = Outcome.APPLIED if steps else Outcome.SKIPPED
     log.info("phase.finished", outcome=outcome.value, steps=len(steps), duration_ms=_ms(t0))
     return outcome

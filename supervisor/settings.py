@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from supervisor import nodecache
 from supervisor.errors import ConfigError
 from supervisor.pm2 import parse_instances
 from supervisor.tablename import parse_table_name
@@ -274,6 +275,8 @@ class Settings:
     force: bool = False
     # PM2_INSTANCES (supervisor.pm2): 1 runs Directus alone; more, or "max", runs it in pm2-runtime's cluster mode.
     pm2_instances: int | str = 1
+    # Node's compile cache folder for Directus (supervisor.nodecache); None: off.
+    node_compile_cache: Path | None = None
     warnings: tuple[tuple[str, dict[str, str]], ...] = ()
 
     def secrets(self) -> list[str]:
@@ -340,6 +343,7 @@ class Settings:
             out_of_order=out_of_order,
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
             pm2_instances=parse_instances(merged.get("PM2_INSTANCES")),  # no _FILE: pm2 reads it plainly
+            node_compile_cache=nodecache.parse_setting(e.get("SUPERVISOR_NODE_COMPILE_CACHE"), merged),
             warnings=tuple(e.warnings),
         )
 

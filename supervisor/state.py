@@ -15,9 +15,11 @@ from supervisor.db import QUIET, application_name
 from supervisor.lock import CLASSID, LEDGER_OBJID
 from supervisor.privileges import create_schema, creation_refused
 from supervisor.tablename import quote_table
-from supervisor.tables import ABSENT, Relation, foreign_table_error, inspect, state_shape
+from supervisor.tables import ABSENT, Relation, foreign_table_error, inspect, remember, state_shape
 
 __all__ = ["PhaseState", "StateTable"]
+
+_INSTALLED = "to_regclass('directus_collections') IS NOT NULL"  # Directus's system tables are there
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,13 @@ class StateTable:
 
     async def shape(self) -> str:
         """`ABSENT` or `CURRENT`; a table of this name that is not ours raises `ConfigError` (exit 2)."""
-        return self._verdict(await inspect(self.conn, self.table))
+        return self.verdict(await inspect(self.conn, self.table))
+
+    def verdict(self, rel: Relation | None) -> str:
+        """`shape` of an inspected relation; a CURRENT one is remembered for this connection."""
+        shape = self._verdict(rel)
+        remember(self.conn, self.table, rel, shape)
+        return shape
 
     def _verdict(self, rel: Relation | None) -> str:
         shape, problems = state_shape(rel)
@@ -63,6 +71,20 @@ class StateTable:
             f"SELECT directus_version, snapshot_checksum FROM {self.table} WHERE phase = $1", phase
         )
         return PhaseState(row["directus_version"], row["snapshot_checksum"]) if row else None
+
+    async def read(self, phase: str) -> tuple[PhaseState | None, bool]:
+        """The phase's row (or None), and whether Directus is installed here (`directus_collections` resolves):
+        one round trip, where `get` and a separate look-up would take two."""
+        if await self.shape() == ABSENT:
+            return None, bool(await self.conn.fetchval(f"SELECT {_INSTALLED}"))
+        row = await self.conn.fetchrow(
+            f"SELECT {_INSTALLED} AS installed, s.phase IS NOT NULL AS found, s.directus_version, s.snapshot_checksum "
+            f"FROM (SELECT) AS one LEFT JOIN {self.table} AS s ON s.phase = $1",
+            phase,
+        )
+        assert row is not None  # one row from the one-row left side
+        done = PhaseState(row["directus_version"], row["snapshot_checksum"]) if row["found"] else None
+        return done, bool(row["installed"])
 
     async def put(
         self, phase: str, directus_version: str, snapshot_checksum: str | None, duration_ms: int
@@ -97,7 +119,7 @@ class StateTable:
         async with self.conn.transaction():
             await self.conn.execute(QUIET)
             await self.conn.execute("SELECT pg_advisory_xact_lock($1, $2)", CLASSID, LEDGER_OBJID)
-            if self._verdict(await inspect(self.conn, self.table)) != ABSENT:
+            if self._verdict(await inspect(self.conn, self.table, fresh=True)) != ABSENT:
                 return  # another replica made it while we waited for the lock
             if schema:
                 await create_schema(self.conn, schema)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from supervisor import session
 from supervisor.errors import ConfigError
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "Relation",
     "foreign_table_error",
     "inspect",
+    "inspect_all",
     "ledger_shape",
+    "remember",
     "state_shape",
 ]
 
@@ -70,19 +73,21 @@ _KINDS = {
     "t": "a TOAST table",
 }
 
-# One round trip. to_regclass resolves the name exactly as the supervisor's later statements will (search_path).
+# One round trip for any number of names. to_regclass resolves each name exactly as the supervisor's later statements
+# will (search_path). The session's backend comes along for free (supervisor.session: the lock compares against it).
 _INSPECT = """
-SELECT c.relkind::text AS kind, format('%I.%I', n.nspname, c.relname) AS found,
-  (SELECT coalesce(json_agg(json_build_array(a.attname, format_type(a.atttypid, NULL),
-                                             format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef)
-                            ORDER BY a.attnum), '[]')
-     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)::text AS columns,
-  ARRAY(SELECT a.attname::text FROM pg_index i
-          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indnkeyatts = 1
-           AND i.indpred IS NULL AND i.indexprs IS NULL) AS unique_columns
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass($1)
+SELECT pg_catalog.pg_backend_pid() AS backend, coalesce((
+  SELECT json_agg(json_build_array(q.name, c.relkind::text, format('%I.%I', n.nspname, c.relname),
+    (SELECT coalesce(json_agg(json_build_array(a.attname, format_type(a.atttypid, NULL),
+                                               format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef)
+                              ORDER BY a.attnum), '[]')
+       FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+    ARRAY(SELECT a.attname::text FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+           WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indnkeyatts = 1
+             AND i.indpred IS NULL AND i.indexprs IS NULL)))
+    FROM unnest($1::text[]) AS q(name)
+    JOIN pg_class c ON c.oid = to_regclass(q.name) JOIN pg_namespace n ON n.oid = c.relnamespace), '[]')::text AS found
 """
 
 
@@ -106,13 +111,38 @@ class Relation:
     unique: frozenset[str]  # columns with a single-column unique index of their own (the primary key counts)
 
 
-async def inspect(conn: asyncpg.Connection, quoted: str) -> Relation | None:
-    """The relation `quoted` (a quoted, possibly schema-qualified name) resolves to, or None."""
-    row = await conn.fetchrow(_INSPECT, quoted)
-    if row is None:
-        return None
-    columns = {name: Column(t, shown, nn, d) for name, t, shown, nn, d in json.loads(row["columns"])}
-    return Relation(row["kind"], row["found"], columns, frozenset(row["unique_columns"]))
+async def inspect(conn: asyncpg.Connection, quoted: str, *, fresh: bool = False) -> Relation | None:
+    """The relation `quoted` (a quoted, possibly schema-qualified name) resolves to, or None. A relation whose
+    verdict was remembered on this connection (`remember`) is not asked for again, unless `fresh`."""
+    return (await inspect_all(conn, [quoted], fresh=fresh))[quoted]
+
+
+async def inspect_all(
+    conn: asyncpg.Connection, names: list[str], *, fresh: bool = False
+) -> dict[str, Relation | None]:
+    """`inspect` for several names in one round trip (none when every one is remembered)."""
+    known = session.of(conn).relations
+    out: dict[str, Relation | None] = {} if fresh else {n: known[n] for n in names if n in known}
+    ask = [n for n in names if n not in out]
+    if not ask:
+        return out
+    row = await conn.fetchrow(_INSPECT, ask)
+    assert row is not None  # a SELECT without FROM returns exactly one row
+    session.of(conn).backend_pid = session.of(conn).backend_pid or row["backend"]
+    found = {
+        name: Relation(
+            kind, where, {c: Column(t, shown, nn, d) for c, t, shown, nn, d in columns}, frozenset(uniq)
+        )
+        for name, kind, where, columns, uniq in json.loads(row["found"])
+    }
+    out.update({n: found.get(n) for n in ask})
+    return out
+
+
+def remember(conn: asyncpg.Connection, quoted: str, rel: Relation | None, verdict: str) -> None:
+    """Keep a CURRENT verdict's relation for this connection (see supervisor.session for why that is safe)."""
+    if verdict == CURRENT and rel is not None:
+        session.of(conn).relations[quoted] = rel
 
 
 def _check(rel: Relation, wanted: dict[str, tuple[str, ...]], key: str) -> list[str]:
