@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from supervisor import clock, nodecache, pid1
+from supervisor import clock, early, nodecache, pid1
 from supervisor.settings import Settings
 from supervisor.signals import stop_if_signalled
 
@@ -37,10 +37,31 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
         argv = (*settings.directus_argv(), "start")
     # pm2-runtime passes its environment on to the workers, so they get the compile cache too.
     env = nodecache.child_env(settings.node_compile_cache, log)
-    stop_if_signalled()
+    waiting = None
+    if pm2:
+        early.cancel()
+    else:  # a Directus started early, waiting at its gate (supervisor.early)
+        waiting, unused = early.take(settings.directus_argv(), env)
+        if unused:
+            log.warning("directus.early_start_unused", reason=unused, hint="starting Directus the usual way")
+    try:
+        stop_if_signalled()
+    except BaseException:
+        if waiting is not None:
+            early.kill(waiting)
+        raise
+    if waiting is not None:
+        fields = {**fields, "early_start": True}
     log.info("directus.exec", argv=" ".join(argv), **fields, **clock.summary())
     sys.stdout.flush()
     sys.stderr.flush()
+    if waiting is not None:
+        # The resident parent learns Directus's pid first, then Directus goes on; a stop that arrives from here on
+        # ends this worker once the mask is emptied, and the resident parent sends it on to Directus.
+        pid1.note_exec(pid1.HANDOVER + str(waiting.pid).encode())
+        early.go(waiting)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        os._exit(0)
     # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals ignored: give Directus the defaults.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)

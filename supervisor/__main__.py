@@ -68,6 +68,16 @@ def main() -> int:
         from supervisor.pid1 import fork_split
 
         fork_split(_stop_timeout(argv), _flag(argv, "--log-format"))  # returns only in the worker
+        if argv[0] == "run" and "start" not in (_flag(argv, "--only"), _flag(argv, "--from")):
+            # Node loads Directus's modules while the phases check the database; it starts Directus only if
+            # they all pass (supervisor.early), else it is killed.
+            from supervisor.early import start_guessed
+
+            start_guessed(
+                _flag(argv, "--directus-cmd") or os.environ.get("SUPERVISOR_DIRECTUS_CMD"),
+                _flag(argv, "--node-compile-cache") or os.environ.get("SUPERVISOR_NODE_COMPILE_CACHE"),
+                os.environ,
+            )
     from supervisor.cli import main as cli_main
 
     return cli_main(worker_argv)

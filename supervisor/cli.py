@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from supervisor import early
 from supervisor import log as logsetup
 from supervisor.errors import ConfigError, SupervisorError
 from supervisor.settings import LOG_LEVELS, Settings, parse_log_level
@@ -219,6 +220,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         fmt if fmt in ("json", "console") else "auto", level if level in LOG_LEVELS else "info"
     )
     log = logsetup.get_logger()
+    if (pid := early.running()) is not None:
+        log.info("directus.early_start", pid=pid, until="the phases find nothing to do")
     try:
         parse_log_level(level_source, level_raw)
         from phases.registry import select_phases
@@ -264,6 +267,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         log.debug("supervisor.traceback", exc_info=True)
         _termination_log(SupervisorError(f"{type(e).__name__}: {e}"))
         return 1
+    finally:
+        early.cancel()  # the boot ends here without Directus: a Node waiting at its gate is killed
     return result
 
 

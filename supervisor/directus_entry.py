@@ -25,7 +25,7 @@ from typing import Any
 
 from supervisor.errors import ConfigError
 
-__all__ = ["default_command"]
+__all__ = ["default_command", "find_default"]
 
 _API = ("@directus", "api")
 _EXPORT = "./cli/run.js"
@@ -45,6 +45,15 @@ def default_command(cwd: Path | None = None, path: str | None = None) -> tuple[s
 
 @functools.cache
 def _resolve(cwd: str, path: str) -> tuple[str, ...]:
+    argv, source = find_default(cwd, path)
+    from supervisor.log import get_logger  # only here: settings stay importable without the logging set-up
+
+    get_logger().info("directus.cli_chosen", argv=" ".join(argv), found=source, hint="no npm update check")
+    return argv
+
+
+def find_default(cwd: str, path: str) -> tuple[tuple[str, ...], str]:
+    """`default_command`'s choice and where it was found, without logging or caching (supervisor.early)."""
     found = shutil.which("directus", path=path)
     if found:
         package = _package_of_bin(Path(found))
@@ -61,11 +70,7 @@ def _resolve(cwd: str, path: str) -> tuple[str, ...]:
         raise _invalid(
             f"no Directus found: no `directus` on PATH and no cli.js in the working directory ({cwd})"
         )
-    argv = ("node", str(_entry(package, source)))
-    from supervisor.log import get_logger  # only here: settings stay importable without the logging set-up
-
-    get_logger().info("directus.cli_chosen", argv=" ".join(argv), found=source, hint="no npm update check")
-    return argv
+    return ("node", str(_entry(package, source))), source
 
 
 def _package_of_bin(found: Path) -> Path:

@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OFF", "child_env", "default_folder", "parse_setting"]
+__all__ = ["OFF", "child_env", "default_folder", "node_env", "parse_setting"]
 
 OFF = "off"
 VARIABLE = "NODE_COMPILE_CACHE"
 _checked: dict[str, str | None] = {}  # folder -> why it is unusable (None: usable), checked once per process
+_warned: set[str] = set()  # folders warned about
 
 
 def default_folder(env: Mapping[str, str]) -> Path | None:
@@ -58,16 +59,25 @@ def _problem(folder: Path) -> str | None:
     return _checked[key]
 
 
+def node_env(folder: Path | None, base: Mapping[str, str]) -> dict[str, str]:
+    """`child_env` without its warning."""
+    env = dict(base)
+    if folder is None or VARIABLE in env:
+        return env
+    if _problem(folder) is None or folder.is_dir():
+        env[VARIABLE] = str(folder)
+    return env
+
+
 def child_env(folder: Path | None, log: Any, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a Node child: `base` (the supervisor's own) with NODE_COMPILE_CACHE set to `folder`,
     unless the user set NODE_COMPILE_CACHE or the cache is off. A folder that cannot be created is left out; one
     that exists but cannot be written is still handed over (a pre-warmed read-only cache is read); both warn once."""
-    env = dict(os.environ if base is None else base)
-    if folder is None or VARIABLE in env:
-        return env
-    fresh = str(folder) not in _checked
-    problem = _problem(folder)
-    if problem and fresh:
+    base = os.environ if base is None else base
+    env = node_env(folder, base)
+    problem = None if folder is None or VARIABLE in base else _problem(folder)
+    if problem and str(folder) not in _warned:
+        _warned.add(str(folder))
         log.warning(
             "node_compile_cache.unusable",
             folder=str(folder),
@@ -75,6 +85,4 @@ def child_env(folder: Path | None, log: Any, base: Mapping[str, str] | None = No
             hint="Directus still starts, compiling its modules as without a cache; point "
             "SUPERVISOR_NODE_COMPILE_CACHE at a writable folder, or set it to off",
         )
-    if problem is None or folder.is_dir():
-        env[VARIABLE] = str(folder)
     return env

@@ -46,11 +46,23 @@ _format = "auto"  # --log-format, else SUPERVISOR_LOG_FORMAT (set by fork_split)
 # and knows whether Directus ran (`directus.exited`) or the worker ended before it (`supervisor.worker_exited`).
 _exec_pipe: int | None = None
 EXEC, FAILED = b"E", b"F"
+# HANDOVER + pid: the worker started Directus early (supervisor.early) as its own child and is exiting; Directus,
+# re-parented to the resident parent (PID 1 or a child subreaper), is supervised in its place.
+HANDOVER = b"H"
+_adopts = (
+    False  # whether the resident parent reaps orphans (PID 1, or a child subreaper): set before the fork
+)
 
 
 def forked() -> bool:
     """In the worker: whether a resident parent supervises it (fork-split), rather than `run --exec`."""
     return _exec_pipe is not None
+
+
+def can_adopt() -> bool:
+    """In the worker: whether the resident parent adopts and reaps what this worker leaves behind, so a child of
+    this worker can be handed over as Directus (supervisor.early)."""
+    return _exec_pipe is not None and _adopts
 
 
 def note_exec(stage: bytes) -> None:
@@ -73,15 +85,18 @@ def _emit(level: str, event: str, **fields: object) -> None:
         os.write(2, (line + "\n").encode())
 
 
-def _subreaper() -> None:
+def _subreaper() -> bool:
     # Not PID 1: become the reaper of orphaned descendants anyway (Linux >= 3.4), as tini -s does.
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+            return True
     except (OSError, AttributeError):
-        _emit("warning", "pid1.no_subreaper", hint="orphaned processes will be reaped by the real init")
+        pass
+    _emit("warning", "pid1.no_subreaper", hint="orphaned processes will be reaped by the real init")
+    return False
 
 
 def _status(wait_status: int) -> int:
@@ -99,12 +114,11 @@ def fork_split(stop_timeout: float, log_format: str | None = None) -> None:
     its handlers exist, and a SIGUSR1 forwarded then would end it by the default action. supervisor.signals
     unblocks them once its receiver is installed; exec_directus hands Directus an empty mask.
     """
-    global _format, _exec_pipe
+    global _format, _exec_pipe, _adopts
     _format = (log_format or os.environ.get("SUPERVISOR_LOG_FORMAT") or "auto").lower()
     handled = {*FORWARDED, signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, handled)  # __main__ did so already; kept so this stands alone
-    if os.getpid() != 1:
-        _subreaper()
+    _adopts = os.getpid() == 1 or _subreaper()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     worker = os.fork()
     if worker == 0:
@@ -118,6 +132,8 @@ def fork_split(stop_timeout: float, log_format: str | None = None) -> None:
 
 def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_pipe: int) -> int:
     kill_at: float | None = None
+    killed = False
+    handed_over = False
     info: signal.struct_siginfo | None
     while True:
         if kill_at is None:
@@ -131,6 +147,7 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
                     _killpg(worker, signal.SIGKILL)
                 _kill(worker, signal.SIGKILL)
                 kill_at = None
+                killed = True
                 continue
         if info.si_signo != signal.SIGCHLD:
             if _forward(worker, info.si_signo) in _STOPPING and kill_at is None:
@@ -138,10 +155,19 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
             continue
         group = _leads_group(worker)  # asked before the reap: a zombie still has its group
         status = _reap(worker)
+        if status is not None and not handed_over:
+            note = _read_all(exec_pipe)
+            if note.startswith(HANDOVER):
+                handed_over, worker = True, _adopt(worker, int(note[1:]), killed)
+                status = _ended(worker)
+                if status is None:
+                    continue
+            elif note == EXEC:
+                handed_over = True  # Directus replaced the worker
         if status is not None:
             if group:
                 _end_group(worker)
-            if _read_all(exec_pipe) == EXEC:
+            if handed_over:
                 _emit("info", "directus.exited", pid=worker, exit_code=status)
             else:  # the phases failed or were stopped, or the exec failed: the worker has said why
                 _emit(
@@ -151,12 +177,41 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
             return status
 
 
+def _adopt(worker: int, directus: int, killed: bool) -> int:
+    """Supervise `directus` (an early start, now our child) in place of the worker that started it and is reaped."""
+    raw = _others.pop(worker, 0)
+    _emit("info", "directus.handed_over", pid=directus, worker=worker)
+    if killed:  # the stop timeout ran out while the worker handed over: Directus gets the same
+        _kill(directus, signal.SIGKILL)
+    elif os.WIFSIGNALED(raw) and os.WTERMSIG(raw) in FORWARDED:
+        # A signal forwarded to the worker after it handed over ended it: it was meant for Directus.
+        _forward(directus, os.WTERMSIG(raw))
+    return directus
+
+
+def _ended(pid: int) -> int | None:
+    """The exit status of `pid`, a child of ours, if it has ended (reaped now, or by an earlier _reap)."""
+    try:
+        reaped, wait_status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # reaped already: its status is the latest recorded for that pid
+        if pid in _others:
+            return _status(_others[pid])
+        _emit("error", "directus.lost", pid=pid, hint="not a child of the supervisor after the hand-over")
+        return 1
+    return _status(wait_status) if reaped == pid else None
+
+
 def _read_all(fd: int) -> bytes:
     data = b""
     with contextlib.suppress(OSError):  # BlockingIOError: nothing written (and a grandchild still holds it)
         while chunk := os.read(fd, 64):
             data += chunk
     return data
+
+
+# Wait statuses of the processes reaped so far besides the one supervised (bounded: the boot's orphans), kept so a
+# hand-over (HANDOVER) finds Directus's status even when it ended, and was reaped, before the worker.
+_others: dict[int, int] = {}
 
 
 def _reap(worker: int) -> int | None:
@@ -171,6 +226,11 @@ def _reap(worker: int) -> int | None:
             return status
         if pid == worker:
             status = _status(wait_status)
+            _others[pid] = wait_status  # the raw status, for _adopt
+        else:
+            if len(_others) >= 64:  # only the latest matter: Directus is reaped after its worker ended
+                del _others[next(iter(_others))]
+            _others[pid] = wait_status
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -14,6 +14,7 @@ from structlog.contextvars import bound_contextvars
 from structlog.typing import FilteringBoundLogger
 
 from phases.base import Outcome, Phase, PhaseContext, check_verdict
+from supervisor import early
 from supervisor.adopt import adopt, ledger_location
 from supervisor.backup import list_backups
 from supervisor.db import connection, is_connection_loss, lost_connection
@@ -95,6 +96,7 @@ async def _run_one(
         ctx = PhaseContext(settings=settings, conn=conn, lock=lock, log=log)
         steps = await phase.pending(ctx)
         if steps:
+            early.cancel()  # not a warm boot: a Node loading Directus early would only compete with this work
             # The user's SQL and Directus's steps run now: no table verdict is taken on trust across them.
             forget_relations(conn)
             try:

@@ -1,0 +1,124 @@
+"""The early start (supervisor/early.py): Node loads Directus's modules behind a gate while the phases check the
+database, and is killed, having started nothing, when they fail or a signal stops the boot. A stand-in Directus
+package laid out as `@directus/api/dist/cli/` notes when its modules were imported and when run.js ran; the machine's
+Node runs it. The hand-over itself (checks pass: /server/ping, then SIGTERM and 143) is proved by the real Directus's
+warm boots in tests/e2e/test_compile_cache_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import Database, Layout, finish, start_supervisor, supervise, wait_for_text
+
+SNAPSHOT = "version: 1\ndirectus: 12.4.0\nvendor: postgres\ncollections: []\nfields: []\nsystemFields: []\nrelations: []\n"
+INDEX = 'import { appendFileSync } from "node:fs";\nappendFileSync(process.env.FAKE_LOG, `imported ${process.pid}\\n`);\n'
+RUN = (
+    'import "./index.js";\nimport { appendFileSync } from "node:fs";\n'
+    "appendFileSync(process.env.FAKE_LOG, `started ${process.pid}\\n`);\nsetInterval(() => {}, 1000);\n"
+)
+
+
+@pytest.fixture
+def fake(layout: Layout, tmp_path: Path) -> dict[str, str]:
+    """The stand-in Directus package and the environment pointing at it."""
+    cli = tmp_path / "pkg" / "node_modules" / "@directus" / "api" / "dist" / "cli"
+    cli.mkdir(parents=True)
+    (cli / "index.js").write_text(INDEX)
+    (cli / "run.js").write_text(RUN)
+    (layout.root / "snapshots").mkdir()
+    (layout.root / "snapshots" / "schema.yaml").write_text(SNAPSHOT)
+    return {
+        "SUPERVISOR_DIRECTUS_CMD": f"node {cli / 'run.js'}",
+        "FAKE_LOG": str(tmp_path / "fake.log"),
+        "SUPERVISOR_NODE_COMPILE_CACHE": "off",
+    }
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_a_refusing_check_kills_the_early_node_before_it_starts_anything(
+    db: Database, layout: Layout, fake: dict[str, str]
+):
+    """An applied file changed: `run` refuses (exit 5, as before); the Node started early had loaded the modules
+    (or was loading them) and is gone, run.js never ran."""
+    layout.add("pre", "001.sql", "CREATE TABLE t (id int);")
+    assert (await supervise("migrate", "--only", "pre-schema", env=db.env(**fake), cwd=layout.root)).code == 0
+    layout.add("pre", "001.sql", "CREATE TABLE t (id bigint);")
+    log = Path(fake["FAKE_LOG"])
+    r = await supervise("run", env=db.env(**fake), cwd=layout.root)
+    assert r.code == 5, r.stderr
+    pid = r.events("directus.early_start")[0]["pid"]
+    assert _gone(pid)
+    assert r.events("directus.exec") == []
+    assert "started" not in _text(log)
+    assert r.events("supervisor.worker_exited")[0]["directus_started"] is False
+
+
+async def test_term_while_node_waits_at_the_gate(
+    db: Database, conn: asyncpg.Connection, layout: Layout, fake: dict[str, str]
+):
+    """SIGTERM while the phases wait for a lock and Node waits at the gate with Directus's modules loaded: exit
+    143 within seconds, Node killed, nothing of Directus ran, no lock left."""
+    from supervisor.lock import CLASSID
+
+    log = Path(fake["FAKE_LOG"])
+    await conn.execute(
+        f"SELECT pg_advisory_lock({CLASSID}, 1)"
+    )  # the pre-schema lock, held by "another replica"
+    try:
+        proc = await start_supervisor(
+            "run", env=db.env(**fake, SUPERVISOR_LOCK_TIMEOUT="60"), cwd=layout.root
+        )
+        await wait_for_text(log, "imported")
+        deadline = time.monotonic() + 20
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%:%' AND pid <> pg_backend_pid()"
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        r = await finish(proc, timeout=20)
+    finally:
+        await conn.execute(f"SELECT pg_advisory_unlock({CLASSID}, 1)")
+    assert r.code == 143, r.stderr
+    assert time.monotonic() - t0 < 8
+    pid = r.events("directus.early_start")[0]["pid"]
+    assert f"imported {pid}" in _text(log)
+    assert _gone(pid)
+    assert "started" not in _text(log)
+    assert r.events("directus.exec") == []
+    assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+
+
+async def test_no_early_start_for_another_command_or_with_exec(
+    db: Database, layout: Layout, fake: dict[str, str]
+):
+    """A Directus command that is not `node …/@directus/api/dist/cli/run.js`, and `--exec` (no resident parent to
+    adopt Node), start nothing early."""
+    layout.add("pre", "001.sql", "SELECT * FROM missing_table;")
+    other = {
+        **fake,
+        "SUPERVISOR_DIRECTUS_CMD": f"node --no-warnings {fake['SUPERVISOR_DIRECTUS_CMD'].split()[1]}",
+    }
+    for env, args in ((other, ("run",)), (fake, ("run", "--exec"))):
+        r = await supervise(*args, env=db.env(**env), cwd=layout.root)
+        assert r.code == 4, r.stderr
+        assert r.events("directus.early_start") == []
