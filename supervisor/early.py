@@ -6,8 +6,8 @@ Loading Directus's modules is most of a warm `directus start` (about 90% of it o
 module graph and then blocks on a pipe. Evaluating those modules opens no database connection and no port and writes
 no file but Node's compile cache (checked with `strace -f` on Directus 12.4.0, Node 22: no connect, bind or listen;
 the only network call is a netlink query of the interfaces). Settings that make modules connect at load time exist:
-a Redis (`REDIS*`, `*_STORE=redis`: the cache bus subscribes, the rate limiters connect); with those the gate still
-keeps Directus from touching Postgres or listening before the checks pass, but Redis sees a connection earlier.
+a Redis (`REDIS*`, `*_STORE=redis`: the cache bus subscribes, the rate limiters connect): with one configured in
+the environment or the working directory's `.env`, or a `CONFIG_PATH` (not looked into), there is no early start.
 
 - The checks pass: the worker writes `go` to the gate and hands Directus over (`hand_over`): it tells the resident
   parent (supervisor.pid1) the pid through the exec pipe and exits; Node, re-parented to the resident parent (PID 1
@@ -84,6 +84,8 @@ def start_guessed(directus_cmd: str | None, compile_cache: str | None, environ: 
 
     if not pid1.can_adopt() or (environ.get("PM2_INSTANCES") or "1").strip() not in ("", "1"):
         return
+    if _connects_at_load(environ, Path.cwd()):
+        return
     try:
         if directus_cmd is not None and directus_cmd.strip():
             command = tuple(shlex.split(directus_cmd))
@@ -93,6 +95,23 @@ def start_guessed(directus_cmd: str | None, compile_cache: str | None, environ: 
         return
     if applicable(command):
         start(command, nodecache.node_env(nodecache.parse_setting(compile_cache, environ), environ))
+
+
+def _connects_at_load(environ: Mapping[str, str], cwd: Path) -> bool:
+    """Whether Directus's modules may open a connection when loaded: a Redis configured (its cache bus subscribes
+    and its rate limiters connect at load time) in the environment or in the `.env` file Directus reads from the
+    working directory, or a config file elsewhere (CONFIG_PATH) that is not looked into."""
+    if environ.get("CONFIG_PATH"):
+        return True
+    pairs = list(environ.items())
+    try:
+        text = (cwd / ".env").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.strip().removeprefix("export ").partition("=")
+        pairs.append((key.strip(), value.strip().strip("\"'")))
+    return any(k.startswith("REDIS") or (k.endswith("_STORE") and v.lower() == "redis") for k, v in pairs)
 
 
 def start(argv: Sequence[str], env: Mapping[str, str]) -> int | None:

@@ -31,6 +31,16 @@ async def _boot(fleet: Database, project: Path, cache: Path) -> Result:
     proc.send_signal(signal.SIGTERM)
     r = await finish(proc, timeout=30)
     assert r.code == 143, r.stderr
+    # A warm boot: Directus was started early (supervisor.early), handed over once the phases found nothing to do,
+    # and the loop supervised it: SIGTERM went to it, its 143 came back.
+    (handed,) = r.events("directus.handed_over")
+    assert r.events("directus.early_start")[0]["pid"] == handed["pid"]
+    assert r.events("signal.forwarded")[0]["pid"] == handed["pid"]
+    assert r.events("directus.exited")[0] == {
+        **r.events("directus.exited")[0],
+        "pid": handed["pid"],
+        "exit_code": 143,
+    }
     return r
 
 

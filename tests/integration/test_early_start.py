@@ -122,3 +122,25 @@ async def test_no_early_start_for_another_command_or_with_exec(
         r = await supervise(*args, env=db.env(**env), cwd=layout.root)
         assert r.code == 4, r.stderr
         assert r.events("directus.early_start") == []
+
+
+async def test_no_early_start_where_directus_would_connect_to_redis_when_loaded(
+    db: Database, layout: Layout, fake: dict[str, str]
+):
+    """Directus's modules connect to a configured Redis as they load: REDIS in the environment, a store set to redis
+    in the working directory's .env, or a CONFIG_PATH that is not looked into: no early start."""
+    layout.add("pre", "001.sql", "SELECT * FROM missing_table;")
+    cases: list[tuple[dict[str, str], str]] = [
+        ({"REDIS": "redis://127.0.0.1:1"}, ""),
+        ({}, "RATE_LIMITER_ENABLED=true\nRATE_LIMITER_STORE='redis'\n"),
+        ({"CONFIG_PATH": str(layout.root / "config.js")}, ""),
+        ({}, "PUBLIC_URL=http://example.com\n"),  # the control: nothing of Redis
+    ]
+    for extra, dotenv in cases:
+        (layout.root / ".env").write_text(dotenv)
+        r = await supervise("run", env=db.env(**fake, **extra), cwd=layout.root)
+        assert r.code == 4, r.stderr
+        assert len(r.events("directus.early_start")) == (0 if extra or dotenv.count("redis") else 1), (
+            extra,
+            dotenv,
+        )
