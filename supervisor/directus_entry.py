@@ -21,9 +21,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from supervisor.errors import ConfigError
+
+if TYPE_CHECKING:  # supervisor.early imports this module before the heavy imports: keep it light
+    from typing import Any
 
 __all__ = ["default_command", "find_default"]
 

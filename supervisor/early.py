@@ -29,7 +29,6 @@ import os
 import shutil
 import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["GATE", "Early", "applicable", "cancel", "go", "kill", "running", "start", "start_guessed", "take"]
@@ -52,15 +51,15 @@ _DEFAULTS = (
 )
 
 
-@dataclass
 class Early:
     """A Node process waiting at the gate: its pid, the write end of its pipe, and the command and environment it
-    was started with (Directus goes on only if they are what `start` would use)."""
+    was started with (Directus goes on only if they are what `start` would use). A plain class: this module is
+    imported before the heavy imports, and dataclasses costs milliseconds there."""
 
-    pid: int
-    gate: int
-    command: tuple[str, ...]
-    env: dict[str, str]
+    __slots__ = ("command", "env", "gate", "pid")
+
+    def __init__(self, pid: int, gate: int, command: tuple[str, ...], env: dict[str, str]) -> None:
+        self.pid, self.gate, self.command, self.env = pid, gate, command, env
 
 
 _current: Early | None = None
