@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -144,3 +145,64 @@ async def test_no_early_start_where_directus_would_connect_to_redis_when_loaded(
             extra,
             dotenv,
         )
+
+
+HANDOVER_DRIVER = """
+import os, signal, sys, time
+from supervisor import pid1
+from supervisor.__main__ import HANDLED
+signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+pid1.fork_split(5.0, "json")  # returns in the worker; the parent supervises it
+standin, log, mode = sys.argv[1:4]
+child = os.posix_spawn(sys.executable, [sys.executable, standin, "start"], dict(os.environ), setsigmask=())
+while ("ready" if mode != "ended" else "SigBlk") not in (open(log).read() if os.path.exists(log) else ""):
+    time.sleep(0.01)
+if mode == "ended":
+    time.sleep(0.3)  # the stand-in exits 7 at once: a zombie of this worker, handed over as such
+pid1.note_exec(pid1.HANDOVER + str(child).encode())
+if mode == "stopped":  # a stop forwarded to the worker after its note: it ends the worker, and is meant for Directus
+    os.kill(os.getpid(), signal.SIGTERM)
+signal.pthread_sigmask(signal.SIG_SETMASK, set())
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(("mode", "code"), [("stopped", 143), ("ended", 7), ("running", 143)])
+async def test_the_resident_parent_supervises_the_handed_over_directus(
+    mode: str, code: int, layout: Layout, tmp_path: Path
+):
+    """The hand-over seen from the resident parent (supervisor.pid1), with a worker that hands over a stand-in:
+    a stop that ended the worker after its note reaches Directus (`stopped`); a Directus that ended before the worker
+    did has its status passed on (`ended`); a running one gets the signals sent to the supervisor (`running`)."""
+    from tests.conftest import ROOT, STANDIN
+
+    log = tmp_path / "log"
+    driver = tmp_path / "driver.py"
+    driver.write_text(HANDOVER_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STANDIN_LOG": str(log)}
+    if mode == "ended":
+        env["STANDIN_EXIT_NOW"] = "7"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(driver), STANDIN.split()[1], str(log), mode, env=env, cwd=layout.root,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    if mode == "running":
+        await wait_for_text(log, "ready")
+        deadline = time.monotonic() + 10
+        while True:  # the worker has exited: the parent's only child is the stand-in
+            children = _text(Path(f"/proc/{proc.pid}/task/{proc.pid}/children")).split()
+            if len(children) == 1 and f"pid {children[0]}" in _text(log):
+                break
+            assert time.monotonic() < deadline, children
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+    r = await finish(proc, timeout=20)
+    assert r.code == code, r.stderr
+    (handed,) = r.events("directus.handed_over")
+    assert f"pid {handed['pid']} " in _text(log)
+    assert r.events("directus.exited") == [
+        {**r.events("directus.exited")[0], "pid": handed["pid"], "exit_code": code}
+    ]
+    if mode != "ended":
+        assert "signal SIGTERM" in _text(log)
+        assert r.events("signal.forwarded")[-1]["pid"] == handed["pid"]
