@@ -68,7 +68,12 @@ def main() -> int:
         from supervisor.pid1 import fork_split
 
         fork_split(_stop_timeout(argv), _flag(argv, "--log-format"))  # returns only in the worker
-        if argv[0] == "run" and "start" not in (_flag(argv, "--only"), _flag(argv, "--from")):
+        if (
+            argv[0] == "run"
+            and _flag(argv, "--only") is None
+            and _flag(argv, "--until") in (None, "start")
+            and (_flag(argv, "--from") != "start")
+        ):
             # Node loads Directus's modules while the phases check the database; it starts Directus only if
             # they all pass (supervisor.early), else it is killed.
             from supervisor.early import start_guessed
@@ -80,7 +85,11 @@ def main() -> int:
             )
     from supervisor.cli import main as cli_main
 
-    return cli_main(worker_argv)
+    try:
+        return cli_main(worker_argv)
+    finally:
+        if "supervisor.early" in sys.modules:  # also when the command line itself was refused (SystemExit)
+            sys.modules["supervisor.early"].cancel()
 
 
 if __name__ == "__main__":

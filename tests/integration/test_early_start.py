@@ -206,3 +206,29 @@ async def test_the_resident_parent_supervises_the_handed_over_directus(
     if mode != "ended":
         assert "signal SIGTERM" in _text(log)
         assert r.events("signal.forwarded")[-1]["pid"] == handed["pid"]
+
+
+def _processes_running(needle: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if needle.encode() in cmdline and state != "Z":
+                found.append(int(entry))
+    return found
+
+
+async def test_a_refused_command_line_leaves_no_node_behind(
+    db: Database, layout: Layout, fake: dict[str, str]
+):
+    """A command line argparse refuses (exit 2, before logging is set up) ends the early Node too."""
+    r = await supervise("run", "--no-such-flag", env=db.env(**fake), cwd=layout.root)
+    assert r.code == 2, r.stderr
+    await asyncio.sleep(0.2)
+    assert _processes_running(fake["SUPERVISOR_DIRECTUS_CMD"].split()[1]) == []
