@@ -232,3 +232,23 @@ async def test_a_refused_command_line_leaves_no_node_behind(
     assert r.code == 2, r.stderr
     await asyncio.sleep(0.2)
     assert _processes_running(fake["SUPERVISOR_DIRECTUS_CMD"].split()[1]) == []
+
+
+def test_a_node_started_with_another_command_or_environment_is_killed_not_used(fake: dict[str, str]):
+    """`take` hands over only a Node started with the command and environment Directus gets now: another
+    environment (or command) kills it and says why; the caller then execs Directus as without an early start."""
+    from supervisor import early
+
+    command = fake["SUPERVISOR_DIRECTUS_CMD"].split()
+    env = {**os.environ, "FAKE_LOG": fake["FAKE_LOG"]}
+    for other_command, other_env in ((command, {**env, "X": "1"}), ([command[0], command[1] + "x"], env)):
+        pid = early.start(command, env)
+        assert pid is not None and early.running() == pid
+        waiting, reason = early.take(other_command, other_env)
+        assert waiting is None and reason is not None and "another command or environment" in reason
+        assert _gone(pid) and early.running() is None
+    pid = early.start(command, env)
+    waiting, reason = early.take(command, env)
+    assert waiting is not None and waiting.pid == pid and reason is None
+    early.kill(waiting)
+    assert _gone(pid)
