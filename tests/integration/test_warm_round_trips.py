@@ -83,8 +83,8 @@ async def test_a_state_table_made_foreign_by_a_file_is_refused_by_the_next_phase
     layout.add(
         "pre",
         "002.sql",
-        "ALTER TABLE supervisor_state ADD COLUMN extra int NOT NULL DEFAULT 0;"
-        "ALTER TABLE supervisor_state ALTER COLUMN extra DROP DEFAULT;",
+        "ALTER TABLE supervisor.supervisor_state ADD COLUMN extra int NOT NULL DEFAULT 0;"
+        "ALTER TABLE supervisor.supervisor_state ALTER COLUMN extra DROP DEFAULT;",
     )
     r = await supervise("migrate", "--force", env=env, cwd=layout.root)
     assert (r.code, r.failure["error_code"]) == (2, "TRACKING_TABLE_FOREIGN"), r.stderr
