@@ -118,6 +118,7 @@ def fork_split(stop_timeout: float, log_format: str | None = None) -> None:
 
 def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_pipe: int) -> int:
     kill_at: float | None = None
+    group_killed = False
     info: signal.struct_siginfo | None
     while True:
         if kill_at is None:
@@ -129,6 +130,7 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
                 _emit("warning", "directus.killed", pid=worker, stop_timeout_s=stop_timeout, group=group)
                 if group:  # pm2-runtime and every worker of it, whatever state pm2 is in
                     _killpg(worker, signal.SIGKILL)
+                    group_killed = True
                 _kill(worker, signal.SIGKILL)
                 kill_at = None
                 continue
@@ -140,7 +142,7 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
         status = _reap(worker)
         if status is not None:
             if group:
-                _end_group(worker)
+                _end_group(worker, group_killed)
             if _read_all(exec_pipe) == EXEC:
                 _emit("info", "directus.exited", pid=worker, exit_code=status)
             else:  # the phases failed or were stopped, or the exec failed: the worker has said why
@@ -237,15 +239,25 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _end_group(pgid: int) -> None:
+def _end_group(pgid: int, killed: bool) -> None:
     """After pm2-runtime exits: SIGKILL any of its workers still running (pm2 stops them itself, so normally none;
-    they would outlive it if it died abruptly) and reap them, so nothing of the group survives the supervisor."""
+    they would outlive it if it died abruptly) and reap them, so nothing of the group survives the supervisor.
+
+    `killed`: the group was already SIGKILLed at the stop timeout. A worker can then still show as running for a
+    moment (a SIGKILLed Node tears down its heap before it becomes a zombie); that is our own kill completing, not
+    a worker pm2 left behind, so it is waited for, and only one still there after the wait is reported."""
+    if killed:
+        _wait_group(pgid, 2.0)
     left = _group_members(pgid)
     if not left:
         return
     _emit("warning", "pm2.workers_killed", pids=left, reason="still running after pm2-runtime exited")
     _killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 2.0
+    _wait_group(pgid, 2.0)
+
+
+def _wait_group(pgid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while _group_members(pgid) and time.monotonic() < deadline:
         _reap(-1)
         time.sleep(0.01)
