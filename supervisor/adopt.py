@@ -104,7 +104,11 @@ async def find_old(conn: asyncpg.Connection, settings: Settings) -> OldTables | 
                     rel, problems, "a tracking table", _foreign_fix(qualified, settings)
                 )
         elif ours is not None:
-            raise await _conflict(conn, qualified, settings.tracking_table)
+            # The look-ups above are separate statements: another replica may have moved the old ledger in between
+            # (ours then exists and the old name is its stub). Look again before calling it a conflict.
+            again = (await _resolve(conn)).get(_LEDGER)
+            if again is not None and again[0] == old[0] and not again[1]:
+                raise await _conflict(conn, qualified, settings.tracking_table)
         else:
             ledger = qualified
     if old_state is not None and old_state[0] != target_schema:

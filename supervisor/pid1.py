@@ -38,6 +38,7 @@ _STOPPING = (signal.SIGTERM, signal.SIGINT)  # after forwarding one of these, SI
 # USR2 and WINCH go to the workers themselves, as they would reach a single Directus.
 _PM2_AS_TERM = (signal.SIGHUP, signal.SIGQUIT)
 _PR_SET_CHILD_SUBREAPER = 36
+_WORKER_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)  # supervisor.signals.STOPS
 
 
 _format = "auto"  # --log-format, else SUPERVISOR_LOG_FORMAT (set by fork_split)
@@ -132,8 +133,8 @@ def fork_split(stop_timeout: float, log_format: str | None = None) -> None:
 
 def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_pipe: int) -> int:
     kill_at: float | None = None
-    killed = False
-    handed_over = False
+    killed = group_killed = handed_over = False
+    stop: int | None = None  # the last stop forwarded to the worker before a hand-over (see _adopt)
     info: signal.struct_siginfo | None
     while True:
         if kill_at is None:
@@ -145,11 +146,14 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
                 _emit("warning", "directus.killed", pid=worker, stop_timeout_s=stop_timeout, group=group)
                 if group:  # pm2-runtime and every worker of it, whatever state pm2 is in
                     _killpg(worker, signal.SIGKILL)
+                    group_killed = True
                 _kill(worker, signal.SIGKILL)
                 kill_at = None
                 killed = True
                 continue
         if info.si_signo != signal.SIGCHLD:
+            if not handed_over and info.si_signo in _WORKER_STOPS:
+                stop = info.si_signo
             if _forward(worker, info.si_signo) in _STOPPING and kill_at is None:
                 kill_at = time.monotonic() + stop_timeout
             continue
@@ -158,7 +162,7 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
         if status is not None and not handed_over:
             note = _read_all(exec_pipe)
             if note.startswith(HANDOVER):
-                handed_over, worker = True, _adopt(worker, int(note[1:]), killed)
+                handed_over, worker = True, _adopt(worker, int(note[1:]), killed, stop)
                 status = _ended(worker)
                 if status is None:
                     continue
@@ -166,7 +170,7 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
                 handed_over = True  # Directus replaced the worker
         if status is not None:
             if group:
-                _end_group(worker)
+                _end_group(worker, group_killed)
             if handed_over:
                 _emit("info", "directus.exited", pid=worker, exit_code=status)
             else:  # the phases failed or were stopped, or the exec failed: the worker has said why
@@ -177,15 +181,22 @@ def _loop(worker: int, handled: set[signal.Signals], stop_timeout: float, exec_p
             return status
 
 
-def _adopt(worker: int, directus: int, killed: bool) -> int:
-    """Supervise `directus` (an early start, now our child) in place of the worker that started it and is reaped."""
+def _adopt(worker: int, directus: int, killed: bool, stop: int | None) -> int:
+    """Supervise `directus` (an early start, now our child) in place of the worker that started it and is reaped.
+
+    A stop forwarded to the worker before this point was meant for Directus: had it reached the worker before the
+    worker's last check (supervisor.signals.stop_if_signalled), the worker would have stopped instead of handing
+    over. After that check the worker no longer acts on it, and a signal sent while it exits reaches an exiting
+    process or a zombie and is lost. So the stop is sent on to Directus here, once; an exec'd Directus keeps the
+    worker's pid and has no such window."""
     raw = _others.pop(worker, 0)
     _emit("info", "directus.handed_over", pid=directus, worker=worker)
     if killed:  # the stop timeout ran out while the worker handed over: Directus gets the same
         _kill(directus, signal.SIGKILL)
-    elif os.WIFSIGNALED(raw) and os.WTERMSIG(raw) in FORWARDED:
-        # A signal forwarded to the worker after it handed over ended it: it was meant for Directus.
-        _forward(directus, os.WTERMSIG(raw))
+        return directus
+    ended_by = os.WTERMSIG(raw) if os.WIFSIGNALED(raw) and os.WTERMSIG(raw) in FORWARDED else None
+    for signum in dict.fromkeys(s for s in (ended_by, stop) if s is not None):
+        _forward(directus, signum)
     return directus
 
 
@@ -297,15 +308,25 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _end_group(pgid: int) -> None:
+def _end_group(pgid: int, killed: bool) -> None:
     """After pm2-runtime exits: SIGKILL any of its workers still running (pm2 stops them itself, so normally none;
-    they would outlive it if it died abruptly) and reap them, so nothing of the group survives the supervisor."""
+    they would outlive it if it died abruptly) and reap them, so nothing of the group survives the supervisor.
+
+    `killed`: the group was already SIGKILLed at the stop timeout. A worker can then still show as running for a
+    moment (a SIGKILLed Node tears down its heap before it becomes a zombie); that is our own kill completing, not
+    a worker pm2 left behind, so it is waited for, and only one still there after the wait is reported."""
+    if killed:
+        _wait_group(pgid, 2.0)
     left = _group_members(pgid)
     if not left:
         return
     _emit("warning", "pm2.workers_killed", pids=left, reason="still running after pm2-runtime exited")
     _killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 2.0
+    _wait_group(pgid, 2.0)
+
+
+def _wait_group(pgid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while _group_members(pgid) and time.monotonic() < deadline:
         _reap(-1)
         time.sleep(0.01)

@@ -25,7 +25,9 @@ def _noop_env(fleet: Database, calls: Path) -> dict[str, str]:
 
 
 async def _recorded(conn: asyncpg.Connection) -> list[str]:
-    return [r["phase"] for r in await conn.fetch("SELECT phase FROM supervisor_state ORDER BY phase")]
+    return [
+        r["phase"] for r in await conn.fetch("SELECT phase FROM supervisor.supervisor_state ORDER BY phase")
+    ]
 
 
 async def test_a_fresh_apply_is_verified_in_the_database_without_a_dry_run(
@@ -67,7 +69,7 @@ async def test_where_something_existed_an_apply_that_changes_nothing_is_caught_b
     first = await supervise("migrate", "--only", "schema-apply", env=fleet.env(), cwd=project, timeout=240)
     assert first.code == 0, first.stderr
     recorded = await conn.fetchval(
-        "SELECT snapshot_checksum FROM supervisor_state WHERE phase = 'schema-apply'"
+        "SELECT snapshot_checksum FROM supervisor.supervisor_state WHERE phase = 'schema-apply'"
     )
     snap = project / "snapshots" / "schema.yaml"
     data = yaml.safe_load(snap.read_text())
@@ -82,7 +84,9 @@ async def test_where_something_existed_an_apply_that_changes_nothing_is_caught_b
     assert "1 change(s) remain" in r.failure["error"] and "devices.serial_two" in r.failure["error"]
     assert len(_dry_runs(r)) == 2  # the guard's, and the check after the apply
     assert (
-        await conn.fetchval("SELECT snapshot_checksum FROM supervisor_state WHERE phase = 'schema-apply'")
+        await conn.fetchval(
+            "SELECT snapshot_checksum FROM supervisor.supervisor_state WHERE phase = 'schema-apply'"
+        )
         == recorded
     )
 

@@ -35,9 +35,9 @@ async def test_upgrade_from_directus_11_bootstraps_then_reapplies_the_new_snapsh
 
     old = await supervise("migrate", env=env(11), cwd=project, timeout=300)
     assert old.code == 0, old.stderr
-    assert await conn.fetchval("SELECT directus_version FROM supervisor_state WHERE phase = 'bootstrap'") == (
-        "11.17.4"
-    )
+    assert await conn.fetchval(
+        "SELECT directus_version FROM supervisor.supervisor_state WHERE phase = 'bootstrap'"
+    ) == ("11.17.4")
     migrations_11 = await conn.fetchval("SELECT count(*) FROM directus_migrations")
 
     shutil.copyfile(snapshot_for(12), project / "snapshots" / "schema.yaml")

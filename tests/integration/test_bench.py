@@ -79,7 +79,8 @@ async def test_replicas_benchmark_migrates_with_several_replicas_at_once():
 
 @pytest.mark.timeout(300)
 async def test_roundtrips_benchmark_counts_the_warm_boots_statements():
-    """bench/roundtrips.py counts a warm migrate's round trips from the server log (at most 35 today)."""
+    """bench/roundtrips.py counts a warm migrate's round trips from the server log (at most 37 today: 35, and the
+    look-up of an earlier ledger on the search path)."""
     out = await _bench("roundtrips.py", timeout=280)
     cells = next(line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()).split("|")
-    assert 0 < int(cells[3]) <= 35, out
+    assert 0 < int(cells[3]) <= 37, out

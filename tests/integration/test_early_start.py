@@ -162,17 +162,25 @@ if mode == "ended":
 pid1.note_exec(pid1.HANDOVER + str(child).encode())
 if mode == "stopped":  # a stop forwarded to the worker after its note: it ends the worker, and is meant for Directus
     os.kill(os.getpid(), signal.SIGTERM)
+if mode == "window":  # a stop sent to the supervisor, forwarded to the worker while it exits: lost with the worker
+    os.kill(os.getppid(), signal.SIGTERM)
+    time.sleep(0.3)
+    os._exit(0)
 signal.pthread_sigmask(signal.SIG_SETMASK, set())
 os._exit(0)
 """
 
 
-@pytest.mark.parametrize(("mode", "code"), [("stopped", 143), ("ended", 7), ("running", 143)])
+@pytest.mark.parametrize(
+    ("mode", "code"), [("stopped", 143), ("window", 143), ("ended", 7), ("running", 143)]
+)
 async def test_the_resident_parent_supervises_the_handed_over_directus(
     mode: str, code: int, layout: Layout, tmp_path: Path
 ):
     """The hand-over seen from the resident parent (supervisor.pid1), with a worker that hands over a stand-in:
-    a stop that ended the worker after its note reaches Directus (`stopped`); a Directus that ended before the worker
+    a stop that ended the worker after its note reaches Directus (`stopped`), and so does one that the worker never
+    acted on because it was exiting (`window`: the stop dies with the worker; without the resident parent's replay
+    Directus would be SIGKILLed after the stop timeout, 137); a Directus that ended before the worker
     did has its status passed on (`ended`); a running one gets the signals sent to the supervisor (`running`)."""
     from tests.conftest import ROOT, STANDIN
 
@@ -196,8 +204,11 @@ async def test_the_resident_parent_supervises_the_handed_over_directus(
             assert time.monotonic() < deadline, children
             await asyncio.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
     r = await finish(proc, timeout=20)
     assert r.code == code, r.stderr
+    assert time.monotonic() - t0 < 4.5  # the driver's stop timeout is 5 s: no SIGKILL
+    assert r.events("directus.killed") == []
     (handed,) = r.events("directus.handed_over")
     assert f"pid {handed['pid']} " in _text(log)
     assert r.events("directus.exited") == [

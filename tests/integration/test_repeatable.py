@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -17,7 +16,6 @@ from tests.conftest import ROOT, Database, Layout, finish, start_supervisor, sup
 
 PRE = ("migrate", "--only", "pre-schema")
 LEDGER = "supervisor.migrations_applied"  # the default tracking table
-APP_PW = "app-pw-123"
 RUNS = "CREATE TABLE runs (n serial PRIMARY KEY, name text NOT NULL);"
 VIEW_1 = (
     "-- supervisor: repeatable\n"
@@ -34,25 +32,10 @@ VIEW_2 = (
 )
 
 
-@pytest.fixture(params=["batched", "statementwise"])
-async def env(
-    request: pytest.FixtureRequest, db: Database, conn: asyncpg.Connection
-) -> AsyncIterator[dict[str, str]]:
-    """The supervisor's environment for both ways transactional files run: in batches, and one statement per round
-    trip (a role without the TEMP privilege, so no batch counter)."""
-    if request.param == "batched":
-        yield db.env()
-        return
-    app = f"{db.name}_app"
-    await conn.execute(f"CREATE ROLE {app} LOGIN PASSWORD '{APP_PW}'")
-    await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{db.name}" FROM PUBLIC')
-    await conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {app}")
-    await conn.execute(f"CREATE SCHEMA supervisor AUTHORIZATION {app}")  # the ledger's schema (the default)
-    try:
-        yield db.env(DB_USER=app, DB_PASSWORD=APP_PW)
-    finally:
-        await conn.execute(f"DROP OWNED BY {app}")
-        await conn.execute(f"DROP ROLE {app}")
+@pytest.fixture
+def env(sql_paths_env: dict[str, str]) -> dict[str, str]:
+    """Both ways transactional files run (tests/integration/conftest.py)."""
+    return sql_paths_env
 
 
 def _base(layout: Layout) -> None:
