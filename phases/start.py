@@ -46,19 +46,21 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
             log.warning("directus.early_start_unused", reason=unused, hint="starting Directus the usual way")
     try:
         stop_if_signalled()
+        if waiting is not None:
+            fields = {**fields, "early_start": True}
+        log.info("directus.exec", argv=" ".join(argv), **fields, **clock.summary())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if waiting is not None:
+            # The resident parent learns Directus's pid first, then Directus goes on; a stop that arrives from
+            # here on is sent on to Directus by the resident parent (supervisor.pid1._adopt).
+            pid1.note_exec(pid1.HANDOVER + str(waiting.pid).encode())
     except BaseException:
+        # Anything up to the note (a stop, a closed stdout): the Node at the gate must not outlive this worker.
         if waiting is not None:
             early.kill(waiting)
         raise
     if waiting is not None:
-        fields = {**fields, "early_start": True}
-    log.info("directus.exec", argv=" ".join(argv), **fields, **clock.summary())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if waiting is not None:
-        # The resident parent learns Directus's pid first, then Directus goes on; a stop that arrives from here on
-        # ends this worker once the mask is emptied, and the resident parent sends it on to Directus.
-        pid1.note_exec(pid1.HANDOVER + str(waiting.pid).encode())
         early.go(waiting)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         os._exit(0)

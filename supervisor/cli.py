@@ -222,6 +222,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     log = logsetup.get_logger()
     if (pid := early.running()) is not None:
         log.info("directus.early_start", pid=pid, until="the phases find nothing to do")
+    elif early.failed is not None:
+        log.warning(
+            "directus.early_start_failed",
+            error=early.failed,
+            hint="the boot goes on; Directus is started the usual way once the phases are done",
+        )
     try:
         parse_log_level(level_source, level_raw)
         from phases.registry import select_phases

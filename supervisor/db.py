@@ -25,6 +25,7 @@ from tenacity import (
     wait_random,
 )
 
+from supervisor import early
 from supervisor.errors import ConfigError, DatabaseUnavailable
 from supervisor.settings import DbSettings
 
@@ -282,6 +283,10 @@ async def wait_for_postgres(db: DbSettings, budget_s: float, log: FilteringBound
 
     def before_sleep(rs: RetryCallState) -> None:
         exc = rs.outcome.exception() if rs.outcome else None
+        # Postgres is not up yet (often still starting beside us): a Node loading Directus early would compete
+        # with it for the CPU for as long as that takes, for a boot that may well have work to do.
+        if (pid := early.cancel()) is not None:
+            log.info("directus.early_start_cancelled", pid=pid, reason="waiting for Postgres")
         log.info(
             "db.retrying",
             target=db.describe(),

@@ -5,18 +5,20 @@ Loading Directus's modules is most of a warm `directus start` (about 90% of it o
 `node --import gate.mjs?fd=3 …/cli/run.js start` before it connects; the gate (supervisor/gate.mjs) imports that
 module graph and then blocks on a pipe. Evaluating those modules opens no database connection and no port and writes
 no file but Node's compile cache (checked with `strace -f` on Directus 12.4.0, Node 22: no connect, bind or listen;
-the only network call is a netlink query of the interfaces). Settings that make modules connect at load time exist:
-a Redis (`REDIS*`, `*_STORE=redis`: the cache bus subscribes, the rate limiters connect): with one configured in
-the environment or the working directory's `.env`, or a `CONFIG_PATH` (not looked into), there is no early start.
+the only network call is a netlink query of the interfaces). Settings that make Node act before the gate exist:
+a Redis (`REDIS*`, `*_STORE=redis`: the cache bus subscribes, the rate limiters connect at load time), configured in
+the environment or the working directory's `.env`; a `CONFIG_PATH` (not looked into); NODE_OPTIONS that preload a
+module, open a debugger port or read another env file. With any of them there is no early start.
 
 - The checks pass: the worker writes `go` to the gate and hands Directus over (`hand_over`): it tells the resident
   parent (supervisor.pid1) the pid through the exec pipe and exits; Node, re-parented to the resident parent (PID 1
   or a child subreaper), is supervised from then on exactly as an exec'd Directus is: signals, stop timeout, exit
   status. A stop signal in between ends the worker, and the resident parent sends it on to Directus.
-- Anything else (a phase has work, a failure, a signal): the Node process is killed (SIGKILL) and reaped before the
-  worker exits (`cancel`), so nothing ran; if the worker is killed itself, the gate reads end of file and kills
-  itself. A Node that ended before the hand-over (an old Node without `--import`, an error while loading) is reaped
-  and Directus is exec'd as without an early start.
+- Anything else (a phase has work, Postgres not answering yet, a failure, a signal): the Node process is killed
+  (SIGKILL) and reaped before the worker exits (`cancel`), so nothing ran; if the worker is killed itself, the gate
+  reads end of file and kills itself. A Node that ended before the hand-over (an old Node without `--import`, an
+  error while loading), or whose `.env` or `*_FILE` secrets changed while it waited, is not used (`take`): Directus
+  is exec'd as without an early start.
 
 Only for the default command (`node …/@directus/api/dist/cli/run.js`), without PM2, and only in the fork-split worker
 whose resident parent can adopt Node (supervisor.pid1.can_adopt).
@@ -28,6 +30,7 @@ import contextlib
 import os
 import shutil
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -53,16 +56,20 @@ _DEFAULTS = (
 
 class Early:
     """A Node process waiting at the gate: its pid, the write end of its pipe, and the command and environment it
-    was started with (Directus goes on only if they are what `start` would use). A plain class: this module is
-    imported before the heavy imports, and dataclasses costs milliseconds there."""
+    was started with, and the files it read as it loaded (Directus goes on only if they are what `start` would
+    use, and unchanged). A plain class: this module is imported before the heavy imports, and dataclasses costs
+    milliseconds there."""
 
-    __slots__ = ("command", "env", "gate", "pid")
+    __slots__ = ("command", "env", "files", "gate", "pid")
 
-    def __init__(self, pid: int, gate: int, command: tuple[str, ...], env: dict[str, str]) -> None:
-        self.pid, self.gate, self.command, self.env = pid, gate, command, env
+    def __init__(
+        self, pid: int, gate: int, command: tuple[str, ...], env: dict[str, str], files: tuple[object, ...]
+    ) -> None:
+        self.pid, self.gate, self.command, self.env, self.files = pid, gate, command, env, files
 
 
 _current: Early | None = None
+failed: str | None = None  # why an early start was attempted and failed (logged by supervisor.cli)
 
 
 def applicable(argv: Sequence[str]) -> bool:
@@ -76,6 +83,15 @@ def start_guessed(directus_cmd: str | None, compile_cache: str | None, environ: 
     SUPERVISOR_DIRECTUS_CMD (`directus_cmd`), `--node-compile-cache` or SUPERVISOR_NODE_COMPILE_CACHE
     (`compile_cache`) and PM2_INSTANCES, before settings are parsed and the heavy modules imported. Any doubt: no
     early start. A wrong guess costs nothing but the work: `take` compares both with the real ones."""
+    try:
+        _start_guessed(directus_cmd, compile_cache, environ)
+    except Exception as e:  # noqa: BLE001 - an optimisation must not fail the boot: Directus is exec'd as usual
+        global failed
+        cancel()
+        failed = f"{type(e).__name__}: {e}"  # logged once logging is set up (supervisor.cli)
+
+
+def _start_guessed(directus_cmd: str | None, compile_cache: str | None, environ: Mapping[str, str]) -> None:
     import shlex
 
     from supervisor import directus_entry, nodecache, pid1
@@ -97,10 +113,14 @@ def start_guessed(directus_cmd: str | None, compile_cache: str | None, environ: 
 
 
 def _connects_at_load(environ: Mapping[str, str], cwd: Path) -> bool:
-    """Whether Directus's modules may open a connection when loaded: a Redis configured (its cache bus subscribes
-    and its rate limiters connect at load time) in the environment or in the `.env` file Directus reads from the
-    working directory, or a config file elsewhere (CONFIG_PATH) that is not looked into."""
+    """Whether Node may act on the outside world before the gate: Directus's modules connect to a configured Redis
+    as they load (its cache bus subscribes and its rate limiters connect), set in the environment or in the `.env`
+    file Directus reads from the working directory; a config file elsewhere (CONFIG_PATH) is not looked into; and
+    NODE_OPTIONS can load modules (an APM or OpenTelemetry agent that registers and reports as it loads), open a
+    debugger port or read another env file, all before the gate runs."""
     if environ.get("CONFIG_PATH"):
+        return True
+    if any(flag.startswith(_NODE_OPTIONS_BEFORE_GATE) for flag in environ.get("NODE_OPTIONS", "").split()):
         return True
     pairs = list(environ.items())
     try:
@@ -113,12 +133,42 @@ def _connects_at_load(environ: Mapping[str, str], cwd: Path) -> bool:
     return any(k.startswith("REDIS") or (k.endswith("_STORE") and v.lower() == "redis") for k, v in pairs)
 
 
+# Node options that act before the gate: preloaded modules, loaders, a debugger port, another env file.
+_NODE_OPTIONS_BEFORE_GATE = (
+    "-r",
+    "--require",
+    "--import",
+    "--loader",
+    "--experimental-loader",
+    "--inspect",
+    "--debug",
+    "--env-file",
+)
+
+
+def _read_files(env: Mapping[str, str], cwd: str) -> tuple[tuple[str, int, int, int] | None, ...]:
+    """What Directus's modules read from files as they load, as (path, inode, size, mtime): the working directory's
+    `.env` and every `*_FILE` secret (DB_PASSWORD_FILE, SECRET_FILE, ...). A sidecar may write or rotate them while
+    Node waits at the gate; Directus must then not go on with what it read before."""
+    paths = [os.path.join(cwd, ".env"), *(v for k, v in sorted(env.items()) if k.endswith("_FILE") and v)]
+    states: list[tuple[str, int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            states.append(None)
+            continue
+        states.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(states)
+
+
 def start(argv: Sequence[str], env: Mapping[str, str]) -> int | None:
     """Spawn `argv` + `start` behind the gate; its pid, or None when `node` cannot be found (no early start)."""
     global _current
     node = shutil.which(argv[0], path=env.get("PATH"))
     if node is None:
         return None
+    files = _read_files(env, os.getcwd())  # before the spawn: a change from here on is seen
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     if read_end == FD:  # dup2 onto itself would keep close-on-exec
         read_end, old = os.dup(read_end), read_end
@@ -138,7 +188,7 @@ def start(argv: Sequence[str], env: Mapping[str, str]) -> int | None:
         return None
     finally:
         os.close(read_end)
-    _current = Early(pid, write_end, tuple(argv), dict(env))
+    _current = Early(pid, write_end, tuple(argv), dict(env), files)
     return pid
 
 
@@ -157,6 +207,9 @@ def take(command: Sequence[str], env: Mapping[str, str]) -> tuple[Early | None, 
     if early.command != tuple(command) or early.env != dict(env):
         kill(early)
         return None, "started with another command or environment than Directus gets now"
+    if _read_files(env, os.getcwd()) != early.files:
+        kill(early)
+        return None, "a file Directus read as it loaded (.env or a *_FILE secret) changed since"
     try:
         pid, status = os.waitpid(early.pid, os.WNOHANG)
     except ChildProcessError:
@@ -170,21 +223,32 @@ def take(command: Sequence[str], env: Mapping[str, str]) -> tuple[Early | None, 
     )
 
 
-def cancel() -> None:
-    """Kill and reap the Node process at the gate, if any: the boot ends without Directus."""
+def cancel() -> int | None:
+    """Kill and reap the Node process at the gate, if any (the boot ends without Directus, or a phase has work);
+    its pid, or None if there was none."""
     global _current
     early, _current = _current, None
-    if early is not None:
-        kill(early)
+    if early is None:
+        return None
+    kill(early)
+    return early.pid
 
 
 def kill(early: Early) -> None:
-    """Kill and reap `early` (SIGKILL: it must do nothing more, not even shut down)."""
+    """Kill and reap `early` (SIGKILL: it must do nothing more, not even shut down). The reap is bounded: a Node
+    stuck in the kernel (a hung network mount) must not stall the event loop and its lock watcher; one left
+    unreaped is reaped by the resident parent once this worker ends."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(early.pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(early.pid, 0)
     os.close(early.gate)
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            if os.waitpid(early.pid, os.WNOHANG)[0] != 0 or time.monotonic() > deadline:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
 
 
 def go(early: Early) -> None:

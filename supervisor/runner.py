@@ -96,7 +96,9 @@ async def _run_one(
         ctx = PhaseContext(settings=settings, conn=conn, lock=lock, log=log)
         steps = await phase.pending(ctx)
         if steps:
-            early.cancel()  # not a warm boot: a Node loading Directus early would only compete with this work
+            # Not a warm boot: a Node loading Directus early would only compete with this work.
+            if (pid := early.cancel()) is not None:
+                log.info("directus.early_start_cancelled", pid=pid, reason=f"{phase.name} has work")
             # The user's SQL and Directus's steps run now: no table verdict is taken on trust across them.
             forget_relations(conn)
             try:

@@ -11,6 +11,11 @@ No signal is lost or fatal between the fork and Directus (DESIGN §9):
   their defaults at start-up, and Directus installs its own handlers).
 - The one gap left is the few microseconds between the last check and the exec: a stop there takes its default
   action, which still ends the worker with 128+N before Directus runs.
+- With an early start (supervisor.early) there is no exec: the worker hands a Node that is already running over to
+  the resident parent and exits. A stop that comes after the last check is no longer acted on by the worker; the
+  resident parent remembers that it forwarded one and sends it on to Directus after the hand-over
+  (supervisor.pid1._adopt), so Directus starts and stops at once, with the same 128+N. SIGUSR1, SIGUSR2 and
+  SIGWINCH sent in that moment are not sent on, as they would be ignored through an exec.
 """
 
 from __future__ import annotations

@@ -16,14 +16,38 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import Database, Layout, finish, start_supervisor, supervise, wait_for_text
+from tests.conftest import ROOT, Database, Layout, Result, finish, start_supervisor, supervise, wait_for_text
 
 SNAPSHOT = "version: 1\ndirectus: 12.4.0\nvendor: postgres\ncollections: []\nfields: []\nsystemFields: []\nrelations: []\n"
-INDEX = 'import { appendFileSync } from "node:fs";\nappendFileSync(process.env.FAKE_LOG, `imported ${process.pid}\\n`);\n'
-RUN = (
-    'import "./index.js";\nimport { appendFileSync } from "node:fs";\n'
-    "appendFileSync(process.env.FAKE_LOG, `started ${process.pid}\\n`);\nsetInterval(() => {}, 1000);\n"
-)
+# The stand-in's modules: index.js notes its import (and, with FAKE_FAIL_EARLY, fails when loaded behind the gate);
+# run.js runs the CLI steps through the fault suite's Python stand-in and, for `start`, notes that Directus started
+# and stays up (with FAKE_SPAWN after starting a worker thread and a forked child, as an extension might).
+INDEX = """import { appendFileSync } from "node:fs";
+appendFileSync(process.env.FAKE_LOG, `imported ${process.pid}\\n`);
+if (process.env.FAKE_FAIL_EARLY && process.execArgv.some((a) => a.includes("gate.mjs"))) process.exit(9);
+"""
+RUN = """import "./index.js";
+import { appendFileSync } from "node:fs";
+import { fork, spawnSync } from "node:child_process";
+import { Worker } from "node:worker_threads";
+const log = (text) => appendFileSync(process.env.FAKE_LOG, text + "\\n");
+if (process.argv[2] !== "start") {
+  const args = [process.env.FAKE_STANDIN, ...process.argv.slice(2)];
+  const r = spawnSync(process.env.FAKE_PYTHON, args, { stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
+log(`started ${process.pid}`);
+if (process.env.FAKE_SPAWN) {
+  const thread = new Worker(new URL("./thread.cjs", import.meta.url));
+  thread.on("error", (e) => log(`thread error ${e}`));
+  fork(new URL("./child.cjs", import.meta.url).pathname);
+}
+setInterval(() => {}, 1000);
+"""
+THREAD = """require("node:fs").appendFileSync(process.env.FAKE_LOG, "thread ok\\n");"""
+CHILD = """require("node:fs").appendFileSync(process.env.FAKE_LOG, `child ok ${JSON.stringify(process.execArgv)}\\n`);
+process.disconnect();
+"""
 
 
 @pytest.fixture
@@ -33,11 +57,23 @@ def fake(layout: Layout, tmp_path: Path) -> dict[str, str]:
     cli.mkdir(parents=True)
     (cli / "index.js").write_text(INDEX)
     (cli / "run.js").write_text(RUN)
+    (cli / "child.cjs").write_text(CHILD)
+    (cli / "thread.cjs").write_text(THREAD)
     (layout.root / "snapshots").mkdir()
     (layout.root / "snapshots" / "schema.yaml").write_text(SNAPSHOT)
+    (tmp_path / "standin").mkdir()
+    # Its version, read without a Node start as from a real install (else the boot would ask `--version`).
+    (tmp_path / "pkg" / "node_modules" / "directus").mkdir()
+    (tmp_path / "pkg" / "node_modules" / "directus" / "package.json").write_text(
+        '{"name": "directus", "version": "12.4.0"}'
+    )
     return {
         "SUPERVISOR_DIRECTUS_CMD": f"node {cli / 'run.js'}",
         "FAKE_LOG": str(tmp_path / "fake.log"),
+        "FAKE_PYTHON": sys.executable,
+        "FAKE_STANDIN": str(ROOT / "tests" / "fault" / "directus_standin.py"),
+        "FAULT_STANDIN_DIR": str(tmp_path / "standin"),
+        "FAULT_STANDIN_SLEEP": "0",
         "SUPERVISOR_NODE_COMPILE_CACHE": "off",
     }
 
@@ -125,26 +161,48 @@ async def test_no_early_start_for_another_command_or_with_exec(
         assert r.events("directus.early_start") == []
 
 
-async def test_no_early_start_where_directus_would_connect_to_redis_when_loaded(
+async def test_no_early_start_where_node_would_act_before_the_gate(
     db: Database, layout: Layout, fake: dict[str, str]
 ):
-    """Directus's modules connect to a configured Redis as they load: REDIS in the environment, a store set to redis
-    in the working directory's .env, or a CONFIG_PATH that is not looked into: no early start."""
+    """Directus's modules connect to a configured Redis as they load (REDIS in the environment, a store set to redis
+    in the working directory's .env), a CONFIG_PATH is not looked into, and NODE_OPTIONS can preload an agent, open a
+    debugger port or read another env file before the gate: no early start for any of them. Harmless
+    NODE_OPTIONS, and a .env without Redis, keep it."""
     layout.add("pre", "001.sql", "SELECT * FROM missing_table;")
-    cases: list[tuple[dict[str, str], str]] = [
-        ({"REDIS": "redis://127.0.0.1:1"}, ""),
-        ({}, "RATE_LIMITER_ENABLED=true\nRATE_LIMITER_STORE='redis'\n"),
-        ({"CONFIG_PATH": str(layout.root / "config.js")}, ""),
-        ({}, "PUBLIC_URL=http://example.com\n"),  # the control: nothing of Redis
+    cases: list[tuple[dict[str, str], str, bool]] = [
+        ({"REDIS": "redis://127.0.0.1:1"}, "", False),
+        ({}, "RATE_LIMITER_ENABLED=true\nRATE_LIMITER_STORE='redis'\n", False),
+        ({"CONFIG_PATH": str(layout.root / "config.js")}, "", False),
+        ({"NODE_OPTIONS": "--max-old-space-size=512 --require dd-trace/init"}, "", False),
+        ({"NODE_OPTIONS": "-r ./agent.js"}, "", False),
+        ({"NODE_OPTIONS": "--import=@opentelemetry/auto-instrumentations-node/register"}, "", False),
+        ({"NODE_OPTIONS": "--experimental-loader ./x.mjs"}, "", False),
+        ({"NODE_OPTIONS": "--inspect=0.0.0.0:9229"}, "", False),
+        ({"NODE_OPTIONS": "--env-file=/run/other.env"}, "", False),
+        ({"NODE_OPTIONS": "--max-old-space-size=512 --enable-source-maps"}, "", True),  # the controls
+        ({}, "PUBLIC_URL=http://example.com\n", True),
     ]
-    for extra, dotenv in cases:
+    for extra, dotenv, early in cases:
         (layout.root / ".env").write_text(dotenv)
         r = await supervise("run", env=db.env(**fake, **extra), cwd=layout.root)
         assert r.code == 4, r.stderr
-        assert len(r.events("directus.early_start")) == (0 if extra or dotenv.count("redis") else 1), (
-            extra,
-            dotenv,
-        )
+        assert len(r.events("directus.early_start")) == early, (extra, dotenv)
+
+
+def test_an_early_start_that_fails_is_logged_and_the_boot_goes_on(monkeypatch, fake: dict[str, str]):
+    """An optimisation never fails a boot: an unexpected error while starting Node early leaves no Node, is kept
+    for the log (`directus.early_start_failed`, supervisor.cli), and the caller goes on."""
+    from supervisor import directus_entry, early, pid1
+
+    def broken(cwd: str, path: str) -> tuple[tuple[str, ...], str]:
+        raise RuntimeError("the working directory was removed")
+
+    monkeypatch.setattr(pid1, "can_adopt", lambda: True)
+    monkeypatch.setattr(directus_entry, "find_default", broken)
+    monkeypatch.setattr(early, "failed", None)
+    early.start_guessed(None, "off", {**os.environ, **fake})
+    assert early.running() is None
+    assert early.failed == "RuntimeError: the working directory was removed"
 
 
 HANDOVER_DRIVER = """
@@ -236,12 +294,27 @@ def _processes_running(needle: str) -> list[int]:
 
 
 async def test_a_refused_command_line_leaves_no_node_behind(
-    db: Database, layout: Layout, fake: dict[str, str]
+    db: Database, layout: Layout, fake: dict[str, str], tmp_path: Path
 ):
-    """A command line argparse refuses (exit 2, before logging is set up) ends the early Node too."""
-    r = await supervise("run", "--no-such-flag", env=db.env(**fake), cwd=layout.root)
+    """A command line argparse refuses (exit 2, before logging is set up) ends the early Node too. A `node` first
+    on PATH notes its pid and execs the real one, which proves a Node was started."""
+    import shutil
+
+    real = shutil.which("node")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pids = tmp_path / "node.pids"
+    wrapper = bin_dir / "node"
+    wrapper.write_text(f'#!/bin/sh\necho $$ >> {pids}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = db.env(**fake)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    r = await supervise("run", "--no-such-flag", env=env, cwd=layout.root)
     assert r.code == 2, r.stderr
-    await asyncio.sleep(0.2)
+    started = [int(p) for p in _text(pids).split()]
+    assert len(started) == 1
+    assert _gone(started[0])
     assert _processes_running(fake["SUPERVISOR_DIRECTUS_CMD"].split()[1]) == []
 
 
@@ -263,3 +336,165 @@ def test_a_node_started_with_another_command_or_environment_is_killed_not_used(f
     assert waiting is not None and waiting.pid == pid and reason is None
     early.kill(waiting)
     assert _gone(pid)
+
+
+async def _warm(db: Database, layout: Layout, fake: dict[str, str]) -> None:
+    """A cold migrate, through the stand-in, so that the next `run` finds nothing to do."""
+    r = await supervise("migrate", env=db.env(**fake), cwd=layout.root)
+    assert r.code == 0, r.stderr
+
+
+async def _stop_when_started(proc: asyncio.subprocess.Process, log: Path, pid: int | None = None) -> None:
+    await wait_for_text(log, f"started {pid}" if pid else "started")
+    proc.send_signal(signal.SIGTERM)
+
+
+async def test_a_warm_run_hands_the_early_node_over_and_it_starts_directus(
+    db: Database, layout: Layout, fake: dict[str, str]
+):
+    """Nothing to do: the Node that loaded the modules early is the Directus that starts (the same pid), it
+    imported them once, and it is supervised as Directus (TERM: 143)."""
+    layout.add("pre", "001.sql", "CREATE TABLE t (id int);")
+    await _warm(db, layout, fake)
+    fake = {**fake, "FAKE_LOG": fake["FAKE_LOG"] + ".warm"}
+    log = Path(fake["FAKE_LOG"])
+    proc = await start_supervisor("run", env=db.env(**fake), cwd=layout.root)
+    await _stop_when_started(proc, log)
+    r = await finish(proc, timeout=20)
+    assert r.code == 143, r.stderr
+    pid = r.events("directus.early_start")[0]["pid"]
+    assert r.events("directus.exec")[0]["early_start"] is True
+    assert r.events("directus.handed_over")[0]["pid"] == pid
+    assert _text(log).splitlines() == [f"imported {pid}", f"started {pid}"]
+
+
+async def test_a_phase_with_work_kills_the_early_node_before_its_sql_runs(
+    db: Database, conn: asyncpg.Connection, layout: Layout, fake: dict[str, str]
+):
+    """A pending SQL file: the early Node is killed before the file runs (seen while the file's statement is
+    running), and once the phases are done Directus starts the usual way, in another process."""
+    layout.add("pre", "001.sql", "SELECT pg_sleep(2);")
+    log = Path(fake["FAKE_LOG"])
+    proc = await start_supervisor("run", env=db.env(**fake), cwd=layout.root)
+    deadline = time.monotonic() + 20
+    while not await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()"
+    ):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    early_pids = [int(line.split()[1]) for line in _text(log).splitlines() if line.startswith("imported")]
+    assert all(_gone(pid) for pid in early_pids)  # the file is running: no early Node is left
+    await _stop_when_started(proc, log)
+    r = await finish(proc, timeout=30)
+    assert r.code == 143, r.stderr
+    pid = r.events("directus.early_start")[0]["pid"]
+    (cancelled,) = r.events("directus.early_start_cancelled")
+    assert cancelled["pid"] == pid and cancelled["reason"] == "pre-schema has work"
+    assert "early_start" not in r.events("directus.exec")[0]
+    assert r.events("directus.handed_over") == []
+    assert f"started {pid}" not in _text(log)
+
+
+async def test_an_early_node_that_ended_or_read_a_changed_file_is_not_used(
+    db: Database, conn: asyncpg.Connection, layout: Layout, fake: dict[str, str], tmp_path: Path
+):
+    """The early Node is used only if it is still waiting and the files Directus read as it loaded are unchanged:
+    one that failed while loading, and one whose `*_FILE` secret was rewritten while it waited at the gate, are not
+    handed over; Directus is started the usual way and the log says why."""
+    from supervisor.lock import CLASSID
+
+    await _warm(db, layout, fake)
+    log = Path(fake["FAKE_LOG"])
+    r = await _run_until_started(db, layout, {**fake, "FAKE_FAIL_EARLY": "1"}, log)
+    fake = {**fake, "FAKE_LOG": fake["FAKE_LOG"] + ".2"}
+    log = Path(fake["FAKE_LOG"])
+    assert "Node ended while it loaded" in r.events("directus.early_start_unused")[0]["reason"]
+
+    secret = tmp_path / "secret"
+    secret.write_text("one")
+    await conn.execute(f"SELECT pg_advisory_lock({CLASSID}, 1)")  # the pre-schema lock: the boot waits
+    try:
+        proc = await start_supervisor("run", env=db.env(**fake, SECRET_FILE=str(secret)), cwd=layout.root)
+        await wait_for_text(log, "imported")
+        secret.write_text("two, rotated by a sidecar")
+    finally:
+        await conn.execute(f"SELECT pg_advisory_unlock({CLASSID}, 1)")
+    await _stop_when_started(proc, log)
+    r = await finish(proc, timeout=20)
+    assert r.code == 143, r.stderr
+    assert "changed since" in r.events("directus.early_start_unused")[0]["reason"]
+    assert r.events("directus.handed_over") == []
+    assert _gone(r.events("directus.early_start")[0]["pid"])
+
+
+async def _run_until_started(db: Database, layout: Layout, env: dict[str, str], log: Path) -> Result:
+    proc = await start_supervisor("run", env=db.env(**env), cwd=layout.root)
+    await _stop_when_started(proc, log)
+    r = await finish(proc, timeout=20)
+    assert r.code == 143, r.stderr
+    assert r.events("directus.handed_over") == []
+    assert "early_start" not in r.events("directus.exec")[0]
+    return r
+
+
+async def test_the_early_node_is_given_up_while_postgres_is_not_up(layout: Layout, fake: dict[str, str]):
+    """Postgres does not answer yet: the early Node is killed at the first retry rather than compete with a
+    Postgres that is still starting, and the boot goes on waiting as without it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    env = {**os.environ, **fake, "DB_CLIENT": "pg", "DB_HOST": "127.0.0.1", "DB_PORT": str(port),
+           "DB_DATABASE": "x", "DB_USER": "x", "DB_PASSWORD": "x", "SUPERVISOR_WAIT_TIMEOUT": "2",
+           "SUPERVISOR_LOG_FORMAT": "json"}  # fmt: skip
+    r = await supervise("run", env=env, cwd=layout.root)
+    assert r.code == 3, r.stderr
+    pid = r.events("directus.early_start")[0]["pid"]
+    (cancelled,) = r.events("directus.early_start_cancelled")
+    assert cancelled == {**cancelled, "pid": pid, "reason": "waiting for Postgres"}
+    assert _gone(pid)
+
+
+@pytest.mark.parametrize("sent", [None, b"stop\n", b"go"])
+def test_the_gate_kills_node_unless_it_reads_go(fake: dict[str, str], sent: bytes | None):
+    """The gate fails closed: its pipe closed without a word (the worker is gone), a wrong word, or "go" without
+    its newline followed by the end of the pipe: Node SIGKILLs itself and run.js never runs."""
+    from supervisor import early
+
+    command = fake["SUPERVISOR_DIRECTUS_CMD"].split()
+    env = {**os.environ, **fake}
+    pid = early.start(command, env)
+    waiting, _ = early.take(command, env)
+    assert waiting is not None and waiting.pid == pid
+    asyncio.run(wait_for_text(Path(fake["FAKE_LOG"]), f"imported {pid}"))
+    if sent is not None:
+        os.write(waiting.gate, sent)
+    os.close(waiting.gate)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert "started" not in _text(Path(fake["FAKE_LOG"]))
+
+
+def test_after_go_worker_threads_and_forked_children_do_not_meet_the_gate(fake: dict[str, str]):
+    """Worker threads inherit Node's `--import` of the gate and forked children get process.execArgv: the gate
+    does nothing in a worker thread and is taken out of execArgv after "go", so both run as without it (the
+    child's execArgv is empty) and the modules are imported once."""
+    from supervisor import early
+
+    command = fake["SUPERVISOR_DIRECTUS_CMD"].split()
+    env = {**os.environ, **fake, "FAKE_SPAWN": "1"}
+    log = Path(fake["FAKE_LOG"])
+    pid = early.start(command, env)
+    waiting, _ = early.take(command, env)
+    assert waiting is not None
+    try:
+        early.go(waiting)
+        text = asyncio.run(wait_for_text(log, "child ok"))
+        text = asyncio.run(wait_for_text(log, "thread ok"))
+        assert "child ok []" in text
+        assert "error" not in text
+        assert text.count("imported") == 1
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
