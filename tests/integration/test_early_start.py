@@ -487,7 +487,7 @@ def test_after_go_worker_threads_and_forked_children_do_not_meet_the_gate(fake: 
     log = Path(fake["FAKE_LOG"])
     pid = early.start(command, env)
     waiting, _ = early.take(command, env)
-    assert waiting is not None
+    assert pid is not None and waiting is not None
     try:
         early.go(waiting)
         text = asyncio.run(wait_for_text(log, "child ok"))
