@@ -38,7 +38,7 @@ def exec_directus(settings: Settings, log: Any, **fields: Any) -> NoReturn:
     # pm2-runtime passes its environment on to the workers, so they get the compile cache too.
     env = nodecache.child_env(settings.node_compile_cache, log)
     waiting = None
-    if pm2:
+    if pm2 or not settings.early_start:
         early.cancel()
     else:  # a Directus started early, waiting at its gate (supervisor.early)
         waiting, unused = early.take(settings.directus_argv(), env)

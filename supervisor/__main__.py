@@ -73,6 +73,8 @@ def main() -> int:
             and _flag(argv, "--only") is None
             and _flag(argv, "--until") in (None, "start")
             and (_flag(argv, "--from") != "start")
+            # on by default; anything but a plain "yes" waits for the settings (an invalid value is exit 2 there)
+            and os.environ.get("SUPERVISOR_EARLY_START", "1").strip().lower() in ("1", "true", "yes", "on")
         ):
             # Node loads Directus's modules while the phases check the database; it starts Directus only if
             # they all pass (supervisor.early), else it is killed.

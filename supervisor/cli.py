@@ -96,6 +96,10 @@ read; run: Directus's own status, or 128+N when signal N ended it. plan --check:
 
 PM2_INSTANCES (no flag): above 1, or max, `start` runs that many Directus workers through pm2-runtime (on PATH) in
 cluster mode, as the official image does; the exit status is then pm2-runtime's (0 after a stop by signal).
+
+SUPERVISOR_EARLY_START (no flag; default on): run starts Node early, loading Directus's modules while the phases
+check the database, and starts Directus from it only when they find nothing to do (else it is killed unused);
+off execs Directus after the phases.
 """
 
 

@@ -277,6 +277,8 @@ class Settings:
     pm2_instances: int | str = 1
     # Node's compile cache folder for Directus (supervisor.nodecache); None: off.
     node_compile_cache: Path | None = None
+    # Whether `run` may start Node early, loading Directus's modules while the phases check (supervisor.early).
+    early_start: bool = True
     warnings: tuple[tuple[str, dict[str, str]], ...] = ()
 
     def secrets(self) -> list[str]:
@@ -344,6 +346,7 @@ class Settings:
             force=parse_bool("SUPERVISOR_FORCE", get("SUPERVISOR_FORCE", "0")),
             pm2_instances=parse_instances(merged.get("PM2_INSTANCES")),  # no _FILE: pm2 reads it plainly
             node_compile_cache=nodecache.parse_setting(e.get("SUPERVISOR_NODE_COMPILE_CACHE"), merged),
+            early_start=parse_bool("SUPERVISOR_EARLY_START", get("SUPERVISOR_EARLY_START", "1")),
             warnings=tuple(e.warnings),
         )
 

@@ -145,20 +145,27 @@ async def test_term_while_node_waits_at_the_gate(
     assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
 
 
-async def test_no_early_start_for_another_command_or_with_exec(
+async def test_no_early_start_for_another_command_with_exec_or_when_turned_off(
     db: Database, layout: Layout, fake: dict[str, str]
 ):
-    """A Directus command that is not `node …/@directus/api/dist/cli/run.js`, and `--exec` (no resident parent to
-    adopt Node), start nothing early."""
+    """A Directus command that is not `node …/@directus/api/dist/cli/run.js`, `--exec` (no resident parent to
+    adopt Node) and SUPERVISOR_EARLY_START=off start nothing early; a value that is not a boolean is exit 2 before
+    anything runs, and starts no Node either."""
     layout.add("pre", "001.sql", "SELECT * FROM missing_table;")
     other = {
         **fake,
         "SUPERVISOR_DIRECTUS_CMD": f"node --no-warnings {fake['SUPERVISOR_DIRECTUS_CMD'].split()[1]}",
     }
-    for env, args in ((other, ("run",)), (fake, ("run", "--exec"))):
+    off = {**fake, "SUPERVISOR_EARLY_START": "off"}
+    for env, args in ((other, ("run",)), (fake, ("run", "--exec")), (off, ("run",))):
         r = await supervise(*args, env=db.env(**env), cwd=layout.root)
         assert r.code == 4, r.stderr
         assert r.events("directus.early_start") == []
+    r = await supervise("run", env=db.env(**fake, SUPERVISOR_EARLY_START="later"), cwd=layout.root)
+    assert r.code == 2, r.stderr
+    assert "SUPERVISOR_EARLY_START='later' is not a boolean" in r.stderr
+    assert r.events("directus.early_start") == []
+    assert "imported" not in _text(Path(fake["FAKE_LOG"]))
 
 
 async def test_no_early_start_where_node_would_act_before_the_gate(
