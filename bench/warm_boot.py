@@ -2,11 +2,13 @@
 
     bare start: `directus start` alone, the floor;
     official image: `directus bootstrap && directus start`;
-    supervisor run: `python -m supervisor run` (checks the records, starts no Node before Directus itself);
+    supervisor run: `python -m supervisor run` (checks the records while Node loads Directus's modules: the early
+    start, supervisor/early.py);
 and with `--node22-bin DIR --directus22 DIR` (a Node 22 and a Directus installed for it) the same on Node 22:
     bare start, Node 22: no compile cache, as the official image runs it;
     bare start, Node 22 + compile cache: NODE_COMPILE_CACHE set by hand, warmed;
-    supervisor run, Node 22: its default compile cache (SUPERVISOR_NODE_COMPILE_CACHE), warmed.
+    supervisor run, Node 22: its default compile cache (SUPERVISOR_NODE_COMPILE_CACHE), warmed;
+    supervisor run, Node 22, no early start: the same with SUPERVISOR_EARLY_START=off (Node starts after the checks).
 The compile caches are warmed by an unmeasured boot each. The order rotates each round. Prints a Markdown table.
 
     .venv/bin/python bench/warm_boot.py [--runs 7] [--node22-bin DIR --directus22 DIR]
@@ -51,6 +53,15 @@ def main() -> int:
             ways["supervisor run, Node 22"] = (
                 SUPERVISOR, r.env_for(db, **n22, SUPERVISOR_NODE_COMPILE_CACHE=str(r.work / "cc22"))
             )  # fmt: skip
+            ways["supervisor run, Node 22, no early start"] = (
+                SUPERVISOR,
+                r.env_for(
+                    db,
+                    **n22,
+                    SUPERVISOR_NODE_COMPILE_CACHE=str(r.work / "cc22"),
+                    SUPERVISOR_EARLY_START="off",
+                ),
+            )
         argv, env = ways["supervisor run"]
         first = boot(argv, env, r.project, r.port)  # migrates the database
         assert first.seconds is not None, "the first (cold) supervisor boot did not come up"
