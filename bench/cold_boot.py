@@ -38,7 +38,7 @@ def main() -> int:
             for way in order:
                 db = r.fresh()
                 argv, extra = ways[way]
-                runs[way].append(boot(argv, r.env_for(db, **extra), r.project, r.port))
+                runs[way].append(boot(argv, {**r.env_for(db), **extra}, r.project, r.port))
             order = order[1:] + order[:1]
     print()
     print(table(f"Cold boot, empty database to 200 from /server/ping, medians of {args.runs}:", runs,
