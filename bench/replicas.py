@@ -4,7 +4,7 @@ Each replica is `python -m supervisor migrate` (the init container's command: al
 together; the time is from the first spawn to the last exit, every one exiting 0. One replica alone gets another
 fresh database. Alternating, the order rotating each round. Prints a Markdown table.
 
-    .venv/bin/python bench/replicas.py [--replicas 20] [--runs 3]
+    .venv/bin/python bench/replicas.py [--replicas 20 | --replicas 5,10,20] [--runs 3]
 """
 
 from __future__ import annotations
@@ -36,12 +36,15 @@ def _together(n: int, env: dict[str, str], cwd: Path) -> tuple[float, list[int]]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--replicas", type=int, default=20)
+    ap.add_argument(
+        "--replicas", default="20", help="how many at once; a comma-separated list shows the scaling"
+    )
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    counts = sorted({1, *(int(n) for n in args.replicas.split(","))})
     print(header("Replicas"), flush=True)
-    times: dict[int, list[float]] = {1: [], args.replicas: []}
-    own: dict[int, list[int]] = {1: [], args.replicas: []}
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    own: dict[int, list[int]] = {n: [] for n in counts}
     with rig() as r:
         order = list(times)
         for _ in range(args.runs):

@@ -6,7 +6,10 @@ Peers measured in the same run, on the same throw-away Postgres and the same fil
   - the supervisor, `python -m supervisor migrate --only pre-schema`.
 Runs alternate between tools; each cold apply gets a fresh database. Prints a Markdown table (medians).
 
-    .venv/bin/python bench/sql_migrations.py [--files 500] [--cold-runs 3] [--noop-runs 10]
+    .venv/bin/python bench/sql_migrations.py [--files 500] [--cold-runs 3] [--noop-runs 10] [--tools a,b]
+
+`--tools supervisor,dbmate` leaves out a peer (bench/all does so at 5,000 files, where one psql per file takes
+minutes per run and shows nothing new: it grows linearly).
 """
 
 from __future__ import annotations
@@ -66,7 +69,11 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=500)
     ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--noop-runs", type=int, default=10)
+    ap.add_argument(
+        "--tools", default="supervisor,dbmate,psql per file", help="comma-separated, dbmate included"
+    )
     args = ap.parse_args()
+    chosen = [t.strip() for t in args.tools.split(",")]
 
     dbmate = install_dbmate()
     cluster = LocalCluster().init().start()
@@ -106,6 +113,12 @@ def main() -> int:
                 work,
             ),
         }
+        unknown = set(chosen) - set(tools)
+        if unknown or "dbmate" not in chosen:
+            ap.error(
+                f"--tools: choose from {', '.join(tools)}, dbmate included (the reference); got {args.tools!r}"
+            )
+        tools = {t: tools[t] for t in chosen}
         cold: dict[str, list[float]] = {t: [] for t in tools}
         noop: dict[str, list[float]] = {t: [] for t in tools}
         order = list(tools)
