@@ -207,8 +207,13 @@ class Result:
     def logs(self) -> list[dict[str, Any]]:
         out = []
         for line in self.stderr.splitlines():
+            # A child writing to the same stderr without a newline (a crashing stand-in's "Fatal Python error: ")
+            # can put text before one of our lines: the JSON line is still read from its opening brace.
+            start = line.find("{")
+            if start < 0:
+                continue
             try:
-                out.append(json.loads(line))
+                out.append(json.loads(line[start:]))
             except ValueError:
                 continue
         return out

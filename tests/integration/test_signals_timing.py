@@ -112,7 +112,9 @@ class Trial:
         assert self.r.events("directus.killed") == [], where
         if self.stopped_early:
             assert self.sig in STOPS, where  # never a default action of USR1, USR2 or WINCH (138, 140)
-            if self.r.code == 1 and "Fatal Python error: init_import_site" in self.r.stderr:
+            # (Python prints "Fatal Python error: " and "init_import_site: ..." in two writes: one of our lines may
+            # come in between.)
+            if self.r.code == 1 and "init_import_site: Failed to import the site module" in self.r.stderr:
                 # The stand-in (a Python program) got the forwarded SIGINT while its own interpreter was starting
                 # and exited 1, which the supervisor passed on as Directus's own status (Node would end 130).
                 assert self.sig == signal.SIGINT and self.r.events("directus.exec") and self.standin == "", (
