@@ -75,6 +75,9 @@ def main() -> int:
     args = ap.parse_args()
     chosen = [t.strip() for t in args.tools.split(",")]
 
+    from bootlib import precompile  # byte-compiled, as in the image (see bootlib)
+
+    precompile()
     dbmate = install_dbmate()
     cluster = LocalCluster().init().start()
     work = Path(tempfile.mkdtemp(prefix="supervisor-bench-"))
