@@ -98,8 +98,8 @@ PM2_INSTANCES (no flag): above 1, or max, `start` runs that many Directus worker
 cluster mode, as the official image does; the exit status is then pm2-runtime's (0 after a stop by signal).
 
 SUPERVISOR_EARLY_START (no flag; default on): run starts Node early, loading Directus's modules while the phases
-check the database, and starts Directus from it only when they find nothing to do (else it is killed unused);
-off execs Directus after the phases.
+run, and starts Directus from it once they are done (through a cold boot's steps only with 1 GiB of memory free;
+killed unused on a failure); off execs Directus after the phases.
 """
 
 

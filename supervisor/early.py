@@ -1,4 +1,4 @@
-"""Early start: Node loads Directus's modules while the warm-boot checks run, and starts Directus only once they pass.
+"""Early start: Node loads Directus's modules while the phases run, and starts Directus only once they are done.
 
 Loading Directus's modules is most of a warm `directus start` (about 90% of it on Node 22 with a warm compile cache:
 `cli/run.js` imports `cli/index.js`, which imports every command, the server and the app). The worker spawns
@@ -10,11 +10,13 @@ a Redis (`REDIS*`, `*_STORE=redis`: the cache bus subscribes, the rate limiters 
 the environment or the working directory's `.env`; a `CONFIG_PATH` (not looked into); NODE_OPTIONS that preload a
 module, open a debugger port or read another env file. With any of them there is no early start.
 
-- The checks pass: the worker writes `go` to the gate and hands Directus over (`hand_over`): it tells the resident
+- The phases are done (nothing to do on a warm boot; on a cold or upgrade boot, after the SQL files and Directus's
+  steps: the loaded modules depend on nothing those change, only on the environment and the files compared in
+  `take`): the worker writes `go` to the gate and hands Directus over: it tells the resident
   parent (supervisor.pid1) the pid through the exec pipe and exits; Node, re-parented to the resident parent (PID 1
   or a child subreaper), is supervised from then on exactly as an exec'd Directus is: signals, stop timeout, exit
   status. A stop signal in between ends the worker, and the resident parent sends it on to Directus.
-- Anything else (a phase has work, Postgres not answering yet, a failure, a signal): the Node process is killed
+- Anything else (Postgres not answering yet, a failure, a signal): the Node process is killed
   (SIGKILL) and reaped before the worker exits (`cancel`), so nothing ran; if the worker is killed itself, the gate
   reads end of file and kills itself. A Node that ended before the hand-over (an old Node without `--import`, an
   error while loading), or whose `.env` or `*_FILE` secrets changed while it waited, is not used (`take`): Directus
@@ -192,6 +194,45 @@ def start(argv: Sequence[str], env: Mapping[str, str]) -> int | None:
     return pid
 
 
+# A Node waiting at the gate holds Directus's modules (about 265 MB resident on Node 20 with Directus 12.4.0) beside
+# each Directus step of a cold or upgrade boot (about as much again): it waits through them only with this much
+# memory free, else it is killed and Directus is exec'd after the phases.
+ROOM_TO_WAIT_MIB = 1024
+_MIB = 1024 * 1024
+
+
+def room_mib(root: str = "/") -> int | None:
+    """MiB of memory this process may still use: the least of the system's MemAvailable and what its memory cgroup
+    (v2 or v1, found through /proc/self/cgroup, or the cgroup mount's root as a container sees it) leaves under its
+    limit; None when none of them can be read. `root` is for tests."""
+    free: list[int] = []
+    for line in _read(os.path.join(root, "proc/meminfo")).splitlines():
+        if line.startswith("MemAvailable:") and line.split()[1].isdigit():
+            free.append(int(line.split()[1]) // 1024)
+    places = [("sys/fs/cgroup", "memory.max", "memory.current"),
+              ("sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes")]  # fmt: skip
+    folders = {(os.path.join(root, mount), limit, used) for mount, limit, used in places}
+    for line in _read(os.path.join(root, "proc/self/cgroup")).splitlines():
+        number, controllers, path = [*line.split(":", 2), "", ""][:3]
+        v2 = number == "0" and not controllers
+        if v2 or "memory" in controllers.split(","):
+            mount, limit, used = places[0] if v2 else places[1]
+            folders.add((os.path.join(root, mount, path.lstrip("/")), limit, used))
+    for folder, limit, used in folders:
+        cap, now = _read(os.path.join(folder, limit)).strip(), _read(os.path.join(folder, used)).strip()
+        if cap.isdigit() and now.isdigit():
+            free.append(max(0, int(cap) - int(now)) // _MIB)
+    return min(free) if free else None
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def running() -> int | None:
     """The pid of the Node process at the gate, if one was started."""
     return _current.pid if _current is not None else None
@@ -224,7 +265,7 @@ def take(command: Sequence[str], env: Mapping[str, str]) -> tuple[Early | None, 
 
 
 def cancel() -> int | None:
-    """Kill and reap the Node process at the gate, if any (the boot ends without Directus, or a phase has work);
+    """Kill and reap the Node process at the gate, if any (the boot ends without Directus, or waits for Postgres);
     its pid, or None if there was none."""
     global _current
     early, _current = _current, None

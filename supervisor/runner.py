@@ -88,6 +88,24 @@ async def check_tables(conn: asyncpg.Connection, tracking_table: str) -> None:
     state.verdict(found[state.table])
 
 
+def _early_start_through(pid: int, phase: str, log: FilteringBoundLogger) -> None:
+    """Not a warm boot. The Node started early keeps waiting at its gate through this work (loading Directus's
+    modules reads nothing this work changes: supervisor.early) and starts Directus once the phases are done, which
+    saves the module loading of that last Node start on a cold or upgrade boot; unless memory is short, as it holds
+    Directus's modules beside each Directus step."""
+    room = early.room_mib()
+    if room is not None and room < early.ROOM_TO_WAIT_MIB:
+        early.cancel()
+        log.info(
+            "directus.early_start_cancelled",
+            pid=pid,
+            reason=f"{phase} has work and only {room} MiB of memory are free "
+            f"(the waiting Node stays only with {early.ROOM_TO_WAIT_MIB} MiB free)",
+        )
+    else:
+        log.info("directus.early_start_waits", pid=pid, phase=phase, memory_free_mib=room)
+
+
 async def _run_one(
     settings: Settings, conn: asyncpg.Connection, phase: Phase, log: FilteringBoundLogger
 ) -> Outcome:
@@ -96,9 +114,8 @@ async def _run_one(
         ctx = PhaseContext(settings=settings, conn=conn, lock=lock, log=log)
         steps = await phase.pending(ctx)
         if steps:
-            # Not a warm boot: a Node loading Directus early would only compete with this work.
-            if (pid := early.cancel()) is not None:
-                log.info("directus.early_start_cancelled", pid=pid, reason=f"{phase.name} has work")
+            if (pid := early.running()) is not None:
+                _early_start_through(pid, phase.name, log)
             # The user's SQL and Directus's steps run now: no table verdict is taken on trust across them.
             forget_relations(conn)
             try:

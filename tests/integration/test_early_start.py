@@ -375,11 +375,12 @@ async def test_a_warm_run_hands_the_early_node_over_and_it_starts_directus(
     assert _text(log).splitlines() == [f"imported {pid}", f"started {pid}"]
 
 
-async def test_a_phase_with_work_kills_the_early_node_before_its_sql_runs(
+async def test_on_a_cold_boot_the_early_node_waits_through_the_work_and_then_starts_directus(
     db: Database, conn: asyncpg.Connection, layout: Layout, fake: dict[str, str]
 ):
-    """A pending SQL file: the early Node is killed before the file runs (seen while the file's statement is
-    running), and once the phases are done Directus starts the usual way, in another process."""
+    """Pending SQL and Directus steps: the early Node waits at its gate while they run (alive, run.js not run, seen
+    while the file's statement runs), the steps run in Nodes of their own, and once the phases are done the early
+    Node is the Directus that starts (the same pid, handed over; TERM: 143)."""
     layout.add("pre", "001.sql", "SELECT pg_sleep(2);")
     log = Path(fake["FAKE_LOG"])
     proc = await start_supervisor("run", env=db.env(**fake), cwd=layout.root)
@@ -389,17 +390,19 @@ async def test_a_phase_with_work_kills_the_early_node_before_its_sql_runs(
     ):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
-    early_pids = [int(line.split()[1]) for line in _text(log).splitlines() if line.startswith("imported")]
-    assert all(_gone(pid) for pid in early_pids)  # the file is running: no early Node is left
+    (early_pid,) = [int(line.split()[1]) for line in _text(log).splitlines() if line.startswith("imported")]
+    assert not _gone(early_pid) and "started" not in _text(log)
     await _stop_when_started(proc, log)
     r = await finish(proc, timeout=30)
     assert r.code == 143, r.stderr
-    pid = r.events("directus.early_start")[0]["pid"]
-    (cancelled,) = r.events("directus.early_start_cancelled")
-    assert cancelled["pid"] == pid and cancelled["reason"] == "pre-schema has work"
-    assert "early_start" not in r.events("directus.exec")[0]
-    assert r.events("directus.handed_over") == []
-    assert f"started {pid}" not in _text(log)
+    assert r.events("directus.early_start")[0]["pid"] == early_pid
+    # bootstrap runs inside schema-apply on an empty database (Directus must exist before its schema is applied)
+    assert [e["phase"] for e in r.events("directus.early_start_waits")] == ["pre-schema", "schema-apply"]
+    assert r.events("directus.step_started")  # bootstrap and schema apply ran, in Nodes of their own
+    assert r.events("directus.exec")[0]["early_start"] is True
+    assert r.events("directus.handed_over")[0]["pid"] == early_pid
+    started = [line for line in _text(log).splitlines() if line.startswith("started")]
+    assert started == [f"started {early_pid}"]
 
 
 async def test_an_early_node_that_ended_or_read_a_changed_file_is_not_used(
@@ -505,3 +508,37 @@ def test_after_go_worker_threads_and_forked_children_do_not_meet_the_gate(fake: 
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize("room_needed", [0, 10**9])
+def test_the_early_node_waits_through_work_only_with_memory_to_spare(
+    fake: dict[str, str], room_needed: int, monkeypatch
+):
+    """A phase with work: the Node at the gate stays (`directus.early_start_waits`, with the free memory) when the
+    memory free is at least early.ROOM_TO_WAIT_MIB; with less it is killed (`directus.early_start_cancelled`, naming
+    the free memory), as it would hold Directus's modules beside each Directus step."""
+    import structlog
+
+    from supervisor import early
+    from supervisor.runner import _early_start_through
+
+    monkeypatch.setattr(early, "ROOM_TO_WAIT_MIB", room_needed)
+    command = fake["SUPERVISOR_DIRECTUS_CMD"].split()
+    pid = early.start(command, {**os.environ, **fake})
+    assert pid is not None
+    with structlog.testing.capture_logs() as logs:
+        _early_start_through(pid, "pre-schema", structlog.get_logger())
+    (event,) = logs
+    try:
+        if room_needed == 0:
+            assert event["event"] == "directus.early_start_waits" and event["memory_free_mib"] > 0
+            assert early.running() == pid and not _gone(pid)
+        else:
+            assert event["event"] == "directus.early_start_cancelled"
+            assert (
+                "pre-schema has work and only" in event["reason"]
+                and "MiB of memory are free" in event["reason"]
+            )
+            assert early.running() is None and _gone(pid)
+    finally:
+        early.cancel()
