@@ -107,7 +107,14 @@ async def test_lost_connection_stops_the_phase(db: Database, conn: asyncpg.Conne
     layout.add("pre", "001.sql", "CREATE TABLE first (id int);")
     layout.add("pre", "002.sql", "CREATE TABLE second (id int);\nSELECT pg_sleep(30);")
     proc = await start_supervisor(*PRE, env=db.env(), cwd=layout.root)
-    await conn.execute("SELECT pg_terminate_backend($1)", await _backend_of(conn, proc))
+    backend = await _backend_of(conn, proc)
+    # Both files travel in one batch, whose whole text is the backend's query from the start: wait for 001.sql's
+    # commit (its table visible here) so the kill lands in 002.sql's sleep, not before 001.sql ran.
+    deadline = time.monotonic() + 20
+    while await conn.fetchval("SELECT to_regclass('first')") is None:
+        assert time.monotonic() < deadline, "001.sql never committed"
+        await asyncio.sleep(0.02)
+    await conn.execute("SELECT pg_terminate_backend($1)", backend)
     r = await finish(proc)
     assert r.code == 3, r.stderr
     assert r.failure["error_code"] == "CONNECTION_LOST"
